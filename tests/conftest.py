@@ -1,0 +1,20 @@
+import os
+
+# Before anything imports huggingface_hub / timm: never wait on the network in tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def tiny_cfg():
+    """A small conditional model for fast property tests."""
+    return dict(width=16, levels=4, z_dim=8, w_dim=16, embed_dim=8, num_classes=5)

@@ -96,6 +96,64 @@ def bench_render(preset: str, size: int, batch: int = 1, dtype: str = "float32",
     }
 
 
+def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20, batch: int | None = None,
+                resolution: int | None = None, seed: int = 0, device: str = "cpu", compile: bool = False,
+                **overrides) -> dict:
+    """img/s of the full training iteration (D step + G step + EMA) of a training preset, on
+    synthetic data of the right shape (no dataset needed). peak memory: RSS on CPU, CUDA allocator on GPU."""
+    import copy
+
+    from .config import get_preset, get_train_preset
+    from .model import Generator
+    from .train import StepContext, autocast, build_D, d_step, g_step, update_ema
+    from . import augment as aug
+    precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype]
+    cfg = get_train_preset(preset, precision=precision, compile=compile, **overrides,
+                           **({"batch": batch} if batch else {}), **({"resolution": resolution} if resolution else {}))
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    base = get_preset(cfg.preset)
+    channels = 1 if cfg.dataset in ("letters", "digits") else 3
+    mcfg = get_preset(cfg.preset, **{**cfg.g_overrides, "img_channels": channels, "resolution": cfg.resolution})
+    G = Generator(mcfg, preset=cfg.preset).to(dev).train()
+    if compile:
+        G.synthesis.evaluate = torch.compile(G.synthesis.evaluate)
+    D = build_D(cfg, channels, mcfg.num_classes).to(dev).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=cfg.betas)
+    ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(seed),
+                      autocast=autocast(cfg, dev), blur_sigma=cfg.blur_init_sigma)
+    B, R = cfg.batch, cfg.resolution
+    real = torch.rand(B, channels, R, R, device=dev) * 2 - 1
+    c = torch.randint(0, mcfg.num_classes, (B,), device=dev) if mcfg.conditional else None
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def iteration(i):
+        z = torch.randn(B, mcfg.z_dim, device=dev)
+        d_step(G, D, opt_D, real, c, z, c, ctx)
+        g_step(G, D, opt_G, z, c, ctx)
+        update_ema(G_ema, G, (i + 1) * B, B, cfg.ema_kimg, cfg.ema_rampup)
+
+    warm = 3 if compile else 2
+    for i in range(warm):
+        iteration(i)
+    sync()
+    t = time.perf_counter()
+    for i in range(steps):
+        iteration(i)
+    sync()
+    seconds = (time.perf_counter() - t) / steps
+    peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mb()
+    return {"bench": "train", "preset": preset, "dtype": dtype, "compile": compile, "batch": B, "resolution": R,
+            "discriminator": cfg.discriminator, "width": mcfg.width, "levels": mcfg.levels,
+            "seconds_per_step": float(f"{seconds:.6g}"), "img_per_s": float(f"{B / seconds:.6g}"),
+            "peak_memory_mb": round(peak, 1), "threads": torch.get_num_threads(), "device": device,
+            "torch": torch.__version__, "base_width": base.width}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m polyinr.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,8 +167,23 @@ def main(argv=None) -> int:
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cpu")
+    t = sub.add_parser("train", help="img/s of the full G+D training iteration")
+    t.add_argument("--preset", default="letters", help="training preset")
+    t.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--resolution", type=int, default=None)
+    t.add_argument("--compile", action="store_true")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
+                   help="override a TrainConfig field (YAML value), e.g. --set g_overrides '{width: 64}'")
     args = ap.parse_args(argv)
-    if args.cmd == "render":
+    if args.cmd == "train":
+        import yaml
+        over = {k: yaml.safe_load(v) for k, v in args.set}
+        out = bench_train(args.preset, args.dtype, args.steps, args.batch, args.resolution, device=args.device,
+                          compile=args.compile, **over)
+    elif args.cmd == "render":
         from .config import get_preset
         size = args.size or get_preset(args.preset).resolution
         out = bench_render(args.preset, size, args.batch, args.dtype, args.chunk_pixels, args.repeats, args.seed,

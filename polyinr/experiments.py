@@ -178,6 +178,14 @@ def publish_run(run_dir, stem: str) -> Path:
     for p in sorted(run_dir.iterdir()):
         if p.suffix in {".ipynb", ".json", ".png", ".jsonl"} or p.name == "generator.pt":
             shutil.copy2(p, dest / p.name)
+    samples = run_dir / "samples"
+    if samples.is_dir():  # the final sample grids of a training run (not every tick's)
+        grids = sorted(p for p in samples.glob("fakes*.png") if "_x4" not in p.name)
+        keep = [samples / "reals.png"] + ([grids[-1], grids[-1].with_name(grids[-1].stem + "_x4.png")] if grids else [])
+        (dest / "samples").mkdir()
+        for p in keep:
+            if p.is_file():
+                shutil.copy2(p, dest / "samples" / p.name)
     return dest
 
 

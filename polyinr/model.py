@@ -100,7 +100,12 @@ class MappingNetwork(nn.Module):
             raise ValueError(f"z: expected a tensor of shape [B, {cfg.z_dim}], got "
                              f"{list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         c = _check_classes(c, cfg.num_classes, z.shape[0], z.device)
-        x = _normalize_2nd_moment(z.float())
+        with torch.autocast(z.device.type, enabled=False):   # tiny and precision-sensitive: always fp32
+            return self._forward(z.float(), c, psi, update_w_avg)
+
+    def _forward(self, z, c, psi, update_w_avg):
+        cfg = self.cfg
+        x = _normalize_2nd_moment(z)
         if c is not None:
             y = _normalize_2nd_moment(self.embed_proj(self.embed(c)))
             x = torch.cat([x, y], dim=1)
@@ -239,8 +244,8 @@ class Synthesis(nn.Module):
             h = F.linear(x, lvl.linear.weight, lvl.linear.bias)        # W_i (.)   [B, P, n]
             if slope != 1:
                 h = F.leaky_relu(h, slope, inplace=True)
-            if clamp is not None:
-                h = h.clamp_(-clamp, clamp) if inplace else h.clamp(-clamp, clamp)
+            if clamp is not None:   # hardtanh == clamp, with a single-pass backward kernel
+                h = F.hardtanh(h, -clamp, clamp, inplace=inplace)
             if return_levels:
                 feats.append(h)
         rgb = self.to_rgb(h)                                           # [B, P, 3]
@@ -296,4 +301,5 @@ def build_generator(preset: str, **overrides) -> Generator:
 
 
 def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Number of parameters (every generator parameter is trainable; nothing frozen is stored)."""
+    return sum(p.numel() for p in module.parameters())

@@ -50,3 +50,32 @@ def show_row(axes, images, titles=None, normalize: bool = False) -> None:
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
             ax.set_title(titles[i], fontsize=9)
+
+
+def plot_training_stats(stats: list[dict], keys=("d_loss", "d_real", "d_fake", "g_loss")):
+    """Loss curves and throughput from stats.jsonl records; returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
+    kimg = [s["kimg"] for s in stats]
+    for k in keys:
+        if stats and k in stats[0]:
+            ax.plot(kimg, [s[k] for s in stats], "o-", label=k, markersize=3)
+    ax.set_xlabel("kimg"), ax.set_ylabel("loss (mean over the tick)"), ax.legend(), ax.grid(alpha=0.3)
+    ax2.plot(kimg, [s["img_per_s"] for s in stats], "o-", markersize=3)
+    ax2.set_xlabel("kimg"), ax2.set_ylabel("images / s"), ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def show_png(path, title: str | None = None, scale: float = 1.0):
+    """Display a PNG (e.g. a sample grid) in a notebook at its pixel size times `scale`."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    im = Image.open(path)
+    fig = plt.figure(figsize=(im.width * scale / 100, im.height * scale / 100 + (0.3 if title else 0)), dpi=100)
+    ax = fig.add_axes([0, 0, 1, 1 if not title else 0.92])
+    ax.imshow(im, interpolation="nearest", cmap="gray")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig

@@ -3,6 +3,10 @@ import os
 # Before anything imports huggingface_hub / timm: never wait on the network in tests.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# A fresh dataset / classifier cache per test session (inherited by the notebook kernels).
+if "POLYINR_TEST_CACHE" not in os.environ:
+    import tempfile
+    os.environ["POLYINR_TEST_CACHE"] = os.environ["POLYINR_CACHE"] = tempfile.mkdtemp(prefix="polyinr-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -17,4 +21,4 @@ def _seed():
 @pytest.fixture
 def tiny_cfg():
     """A small conditional model for fast property tests."""
-    return dict(width=16, levels=4, z_dim=8, w_dim=16, embed_dim=8, num_classes=5)
+    return dict(width=16, levels=4, z_dim=8, w_dim=16, embed_dim=8, num_classes=5, img_channels=3)

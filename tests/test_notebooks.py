@@ -56,3 +56,24 @@ def test_config_parameters_exist_in_notebook(name):
     src = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
     declared = {line.split(":")[0].strip() for line in src.splitlines() if ":" in line}
     assert set(cfg["parameters"]) <= declared, set(cfg["parameters"]) - declared
+
+
+def test_02_train(tmp_path):
+    run, m = _check("02_train", tmp_path)
+    assert m["kimg"] > 0 and m["wall_seconds"] > 0
+    assert 0.0 <= m["class_consistency"] <= 1.0 and m["class_consistency_samples"] == 2 * 26
+    assert 0.5 < m["classifier_heldout_accuracy"] <= 1.0
+    import polyinr
+    assert polyinr.load_generator(run / "generator.pt").cfg.levels == 4
+    assert (run / "losses.png").is_file() and (run / "reals.png").is_file()
+
+
+def test_parameters_cells_parse_cleanly():
+    """papermill reads each parameter's type and help from the parameters cell (e.g. for --help-notebook)."""
+    import papermill as pm
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        params = pm.inspect_notebook(str(nb))
+        code = [c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code"]
+        declared = [ln for ln in "".join(code[1]["source"]).splitlines() if ln.strip() and not ln.startswith("#")]
+        assert len(params) == len(declared), (nb.name, sorted(params))
+        assert all(p["help"] and p["inferred_type_name"] != "None" for p in params.values()), nb.name

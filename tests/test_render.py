@@ -60,7 +60,7 @@ def test_unseen_and_non_square_resolutions():
     ws = G.mapping(torch.randn(1, G.cfg.z_dim), torch.tensor([0]))
     for H, W in [(17, 29), (64, 16), (3, 3)]:
         img = polyinr.render(G, ws, H, W)
-        assert img.shape == (1, 3, H, W) and torch.isfinite(img).all()
+        assert img.shape == (1, 1, H, W) and torch.isfinite(img).all()
 
 
 def test_bfloat16_render_is_close_to_float32():

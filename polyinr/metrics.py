@@ -1,0 +1,158 @@
+"""Evaluation: the letters classifier (class consistency, and the feature space of the offline
+letters metrics) and a frozen timm classifier for classifier guidance.
+
+The letters classifier is a small CNN trained on the training fonts of the embedded letters data
+(seconds on a CPU, deterministic, cached on disk); its accuracy on the held-out fonts is recorded
+with it. Class consistency is the share of generated samples it assigns to their conditioning class.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CLASSIFIER_VERSION = 1
+
+
+class LettersCNN(nn.Module):
+    """1-channel images in [-1, 1] of any size >= 16 -> 26 logits; `features` gives the 64-d
+    penultimate representation."""
+
+    def __init__(self, num_classes: int = 26, channels: int = 1):
+        super().__init__()
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                                 nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                                 nn.MaxPool2d(2))
+        self.body = nn.Sequential(block(channels, 16), block(16, 32), block(32, 64))
+        self.head = nn.Linear(64, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mean(dim=(2, 3))                       # [B, 64]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _shift(x: torch.Tensor, gen: torch.Generator, max_px: int) -> torch.Tensor:
+    """Random integer translation by up to max_px pixels, padding with the background (white = 1)."""
+    B, C, H, W = x.shape
+    pad = F.pad(x, [max_px] * 4, value=1.0)
+    dy = torch.randint(0, 2 * max_px + 1, (B,), generator=gen)
+    dx = torch.randint(0, 2 * max_px + 1, (B,), generator=gen)
+    return torch.stack([pad[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, batch: int = 512) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(images_u8), batch):
+        x = images_u8[i:i + batch].float() / 127.5 - 1
+        correct += (model(x).argmax(1) == labels[i:i + batch]).sum().item()
+    return correct / len(images_u8)
+
+
+def train_letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 4, batch: int = 128,
+                             progress: bool = False) -> tuple[LettersCNN, dict]:
+    """Train the CNN on the letters training fonts; evaluate on the held-out fonts."""
+    from tqdm.auto import tqdm
+
+    from .data import letters
+    t0 = time.time()
+    train_set, test_set = letters(resolution, "train"), letters(resolution, "test")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LettersCNN(train_set.num_classes, train_set.channels)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    steps = epochs * (len(train_set) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    X, Y = train_set.images, train_set.labels
+    model.train()
+    for _ in tqdm(range(epochs), desc="letters classifier", disable=not progress):
+        perm = torch.randperm(len(X), generator=gen)
+        for i in range(0, len(X) - batch + 1, batch):
+            idx = perm[i:i + batch]
+            x = _shift(X[idx].float() / 127.5 - 1, gen, max(1, resolution // 16))
+            loss = F.cross_entropy(model(x), Y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    info = {"resolution": resolution, "seed": seed, "epochs": epochs, "train_size": len(X),
+            "train_accuracy": accuracy(model, X, Y), "heldout_accuracy": accuracy(model, test_set.images, test_set.labels),
+            "heldout_fonts": sorted({f["name"] for f in _fonts() if f["split"] == "test"}),
+            "train_seconds": time.time() - t0, "version": CLASSIFIER_VERSION}
+    return model.eval(), info
+
+
+def _fonts():
+    from .data import letter_fonts
+    return letter_fonts()
+
+
+def letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 4, cache: bool = True,
+                       return_info: bool = False):
+    """The cached letters classifier (trained on first use, seconds on a CPU), frozen in eval mode."""
+    from .checkpoint import atomic_save
+    from .data import cache_dir
+    path = cache_dir() / "classifiers" / f"letters-v{CLASSIFIER_VERSION}-r{resolution}-e{epochs}-s{seed}.pt"
+    if cache and path.is_file():
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        model = LettersCNN(26, 1)
+        model.load_state_dict(ck["state_dict"])
+        info = ck["info"]
+    else:
+        model, info = train_letters_classifier(resolution, seed, epochs)
+        if cache:
+            atomic_save({"state_dict": model.state_dict(), "info": info}, path)
+    model = model.eval().requires_grad_(False)
+    return (model, info) if return_info else model
+
+
+@torch.no_grad()
+def class_consistency(G, classifier: nn.Module, n_per_class: int = 100, seed: int = 0, psi: float = 1.0,
+                      resolution: int | None = None, batch: int = 256) -> float:
+    """Share of generated samples (n_per_class per class, sample k of class c drawn from seed
+    seed * 1_000_000 + c * 10_000 + k) that the classifier assigns to their conditioning class."""
+    from .render import render
+    cfg = G.cfg
+    if not cfg.conditional:
+        raise ValueError("class_consistency: the generator is unconditional")
+    R = resolution or cfg.resolution
+    c_all = torch.arange(cfg.num_classes).repeat_interleave(n_per_class)
+    k_all = torch.arange(n_per_class).repeat(cfg.num_classes)
+    correct = 0
+    for i in range(0, len(c_all), batch):
+        c, k = c_all[i:i + batch], k_all[i:i + batch]
+        z = torch.stack([torch.randn(cfg.z_dim, generator=torch.Generator().manual_seed(
+            seed * 1_000_000 + int(ci) * 10_000 + int(ki))) for ci, ki in zip(c, k)])
+        img = render(G, G.mapping(z, c, psi=psi), R, R)
+        correct += (classifier(img).argmax(1) == c).sum().item()
+    return correct / len(c_all)
+
+
+class TimmClassifier(nn.Module):
+    """A frozen timm ImageNet classifier on [-1, 1] images (resized to its input size), for guidance."""
+
+    def __init__(self, name: str = "deit_small_distilled_patch16_224", pretrained: bool = True, backbone_weights=None):
+        super().__init__()
+        from .discriminator import create_timm_model
+        self.net = create_timm_model(name, pretrained, backbone_weights)
+        cfg = self.net.pretrained_cfg
+        self.size = cfg["input_size"][-1]
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.net(((x + 1) / 2 - self.mean) / self.std)

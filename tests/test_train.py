@@ -1,0 +1,272 @@
+"""Training recipe: losses by hand, augmentation, discriminators, steps, determinism, resume, safety."""
+import json
+import math
+
+import pytest
+import torch
+
+import polyinr
+from polyinr import augment as aug
+from polyinr import train as T
+from polyinr.checkpoint import load_checkpoint
+from polyinr.config import TrainConfig, get_train_preset
+from polyinr.discriminator import (BackboneWeightsError, ConvDiscriminator, FeatureNetwork, ProjectedDiscriminator,
+                                   RandomProjection)
+from polyinr.losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
+
+TINY = dict(g_overrides={"width": 16, "levels": 3}, resolution=8, batch=4, kimg=0.016, tick_kimg=0.008,
+            d_width=8, d_max_width=16, precision="fp32", deterministic=True, grid_rows=1)
+
+
+def tiny(**kw) -> TrainConfig:
+    return get_train_preset("letters", **{**TINY, **kw})
+
+
+# ------------------------------------------------------------------------------------------- losses
+
+def test_hinge_losses_by_hand():
+    real = torch.tensor([[2.0], [0.5], [-1.0]])
+    fake = torch.tensor([[-2.0], [0.0], [1.5]])
+    d = d_hinge_loss(real, fake)
+    assert d["d_real"].item() == pytest.approx((0 + 0.5 + 2.0) / 3)      # relu(1 - real)
+    assert d["d_fake"].item() == pytest.approx((0 + 1.0 + 2.5) / 3)      # relu(1 + fake)
+    assert d["loss"].item() == pytest.approx(2.0)
+    assert g_hinge_loss(fake)["loss"].item() == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
+
+
+def test_classifier_guidance_by_hand():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    c = torch.tensor([0, 2])
+    ce = (-math.log(math.exp(2) / (math.exp(2) + 2)) - math.log(1 / (2 + math.e))) / 2
+    out = classifier_guidance_loss(logits, c, weight=0.5)
+    assert out["g_cls"].item() == pytest.approx(ce, rel=1e-6)
+    assert out["loss"].item() == pytest.approx(0.5 * ce, rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------- augmentation
+
+def test_diffaugment_shapes_gradients_and_identity():
+    x = torch.randn(5, 3, 16, 12, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    y = aug.diffaugment(x, aug.parse_policy("color,translation,cutout"), gen)
+    assert y.shape == x.shape
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert aug.diffaugment(x, aug.parse_policy("none"), gen) is x
+    assert aug.parse_policy("") == ()
+    with pytest.raises(ValueError, match="diffaugment"):
+        aug.parse_policy("color,flip")
+
+
+def test_translation_is_an_integer_shift_with_zero_fill():
+    x = torch.zeros(6, 1, 16, 16)
+    x[:, 0, 8, 8] = 1.0
+    y = aug.translation(x, torch.Generator().manual_seed(1))
+    for i in range(6):
+        pos = torch.nonzero(y[i, 0])
+        assert len(pos) == 1 and y[i].sum() == 1.0
+        dy, dx = (pos[0] - torch.tensor([8, 8])).tolist()
+        assert abs(dy) <= 2 and abs(dx) <= 2                       # ratio 1/8 of 16 px
+
+
+def test_cutout_zeroes_one_square():
+    x = torch.ones(8, 2, 20, 20)
+    y = aug.cutout(x, torch.Generator().manual_seed(0))
+    for i in range(8):
+        zero = (y[i, 0] == 0)
+        rows, cols = torch.nonzero(zero.any(1)).flatten(), torch.nonzero(zero.any(0)).flatten()
+        assert zero.sum() == len(rows) * len(cols) <= 16            # one (clipped) square of side 0.2 * 20
+        assert torch.equal(y[i, 0], y[i, 1])
+
+
+def test_gaussian_blur_and_schedule():
+    x = torch.randn(2, 3, 9, 9)
+    assert aug.gaussian_blur(x, 0.0) is x
+    delta = torch.zeros(1, 1, 15, 15)
+    delta[0, 0, 7, 7] = 1
+    b = aug.gaussian_blur(delta, 1.5)
+    assert b.sum().item() == pytest.approx(1.0, abs=1e-5) and b[0, 0, 7, 7] < 0.2
+    assert torch.allclose(aug.gaussian_blur(torch.full((1, 1, 8, 8), 0.3), 2.0), torch.full((1, 1, 8, 8), 0.3))
+    assert [aug.blur_sigma(n, 2.0, 300) for n in (0, 150_000, 300_000, 400_000)] == [2.0, 1.0, 0.0, 0.0]
+
+
+# ----------------------------------------------------------------------------------- discriminators
+
+@pytest.mark.parametrize("classes", [0, 5])
+def test_conv_discriminator(classes):
+    D = ConvDiscriminator(1, 16, classes, width=8, max_width=16)
+    c = torch.tensor([0, 4, 2]) if classes else None
+    out = D(torch.randn(3, 1, 16, 16), c)
+    assert out.shape == (3, 1) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="resolution"):
+        ConvDiscriminator(1, 12)
+
+
+@pytest.mark.parametrize("classes", [0, 7])
+def test_projected_discriminator_random_backbones(classes):
+    D = ProjectedDiscriminator(classes, backbones=("tf_efficientnet_lite0", "deit_tiny_distilled_patch16_224"),
+                               input_size=64, pretrained=False)
+    x = torch.randn(2, 1, 16, 16, requires_grad=True)
+    out = D(x, torch.tensor([1, 6]) if classes else None)
+    assert out.dim() == 2 and out.shape[0] == 2 and torch.isfinite(out).all()
+    out.mean().backward()
+    assert x.grad.abs().sum() > 0                                    # gradients reach the images
+    trainable = {n.split(".")[0] for n, p in D.named_parameters() if p.requires_grad}
+    assert trainable == {"heads"}                                    # backbones and projections frozen
+
+
+def test_random_projection_is_identical_for_the_same_seed():
+    a, b = RandomProjection([24, 40, 112, 320], seed=3), RandomProjection([24, 40, 112, 320], seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_projected_discriminator_offline_error():
+    with pytest.raises(BackboneWeightsError, match="backbone_weights") as e:
+        ProjectedDiscriminator(0, backbones=("tf_efficientnet_lite0",), pretrained=True)
+    assert "tf_efficientnet_lite0" in str(e.value) and "network access" in str(e.value)
+
+
+def test_backbone_weights_from_a_local_file(tmp_path):
+    import timm
+    ref = timm.create_model("tf_efficientnet_lite0")
+    torch.save(ref.state_dict(), tmp_path / "tf_efficientnet_lite0.pth")
+    net = FeatureNetwork("tf_efficientnet_lite0", pretrained=True, backbone_weights=str(tmp_path), input_size=64)
+    assert torch.equal(net.net.conv_stem.weight, ref.conv_stem.weight)
+    with pytest.raises(FileNotFoundError, match="backbone_weights"):
+        FeatureNetwork("tf_efficientnet_lite0", True, str(tmp_path / "missing"), 64)
+
+
+# ------------------------------------------------------------------------------------------- steps
+
+def test_one_step_changes_G_and_D_with_finite_losses():
+    torch.manual_seed(0)
+    cfg = tiny()
+    G = polyinr.build_generator("letters", width=16, levels=3, resolution=8)
+    D = T.build_D(cfg, 1, 26)
+    opt_G = torch.optim.Adam(T.g_param_groups(G, cfg), lr=cfg.lr_g, betas=cfg.betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    g0 = [p.detach().clone() for p in G.parameters()]
+    d0 = [p.detach().clone() for p in D.parameters()]
+    ctx = T.StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(0))
+    real, c = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 3])
+    terms = T.d_step(G, D, opt_D, real, c, torch.randn(4, G.cfg.z_dim), c, ctx)
+    terms.update(T.g_step(G, D, opt_G, torch.randn(4, G.cfg.z_dim), c, ctx))
+    assert all(math.isfinite(v) for v in terms.values()) and {"d_loss", "g_loss"} <= set(terms)
+    assert any(not torch.equal(a, p) for a, p in zip(g0, G.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(d0, D.parameters()))
+    assert G.mapping.w_avg.abs().sum() > 0                           # w_avg tracked during the D step
+
+
+def test_head_learning_rate_groups():
+    cfg = tiny(head_lr_mult=0.1)
+    G = polyinr.build_generator("letters", width=16, levels=3)
+    groups = T.g_param_groups(G, cfg)
+    assert groups[1]["lr"] == pytest.approx(cfg.lr_g * 0.1)
+    assert sum(p.numel() for g in groups for p in g["params"]) == polyinr.count_parameters(G)
+    assert any(p is G.synthesis.levels[2].affine.weight for p in groups[1]["params"])
+
+
+def test_ema_half_life():
+    G, G_ema = (polyinr.build_generator("letters", width=16, levels=2) for _ in range(2))
+    beta = T.update_ema(G_ema, G, cur_nimg=10**9, batch=1000, ema_kimg=1.0, ema_rampup=None)
+    assert beta == pytest.approx(0.5)                                # one half-life per 1000 images
+
+
+# -------------------------------------------------------------------------------------------- runs
+
+def _weights(path):
+    ck = load_checkpoint(path)
+    return {k: v for part in ("G", "G_ema", "D") for k, v in ((f"{part}.{n}", t) for n, t in ck[part].items())}
+
+
+def test_run_folder_contents(tmp_path):
+    run = T.train(tiny(), tmp_path / "run", progress=False)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["train"]["resolution"] == 8 and cfg["seed"] == 0 and "git_commit" in cfg["provenance"]
+    stats = T.read_stats(run)
+    assert [s["tick"] for s in stats] == [1, 2] and all(math.isfinite(s["d_loss"]) for s in stats)
+    assert {"kimg", "img_per_s", "seconds", "g_loss"} <= set(stats[0])
+    assert (run / "samples" / "fakes000000.png").is_file() and (run / "samples" / "fakes000000_x4.png").is_file()
+    G = polyinr.load_generator(run / "generator.pt")
+    assert G.cfg.width == 16 and G.cfg.num_classes == 26 and G.cfg.img_channels == 1
+    assert load_checkpoint(run / "latest.pt")["cur_nimg"] == 16
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = _weights(T.train(tiny(), tmp_path / "a", progress=False) / "latest.pt")
+    b = _weights(T.train(tiny(), tmp_path / "b", progress=False) / "latest.pt")
+    c = _weights(T.train(tiny(seed=1), tmp_path / "c", progress=False) / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    full = _weights(T.train(tiny(kimg=0.032), tmp_path / "full", progress=False) / "latest.pt")
+    # crash after 6 of 8 steps: the checkpoint of the tick at step 4 survives, then resume
+    T.train(tiny(kimg=0.032), tmp_path / "crash", progress=False, stop_after_steps=6)
+    assert load_checkpoint(tmp_path / "crash" / "latest.pt")["step"] == 4
+    resumed = _weights(T.train(tiny(kimg=0.032), tmp_path / "crash", resume=tmp_path / "crash", progress=False)
+                       / "latest.pt")
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert [s["step"] for s in T.read_stats(tmp_path / "crash")] == [2, 4, 6, 8]
+
+
+def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = T.d_hinge_loss
+
+    def flaky(r, f):
+        calls["n"] += 1
+        out = real_loss(r, f)
+        if calls["n"] > 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(T, "d_hinge_loss", flaky)
+    with pytest.raises(T.NonFiniteLossError, match="non-finite loss"):
+        T.train(tiny(kimg=0.032), tmp_path / "run", progress=False)
+    ck = load_checkpoint(tmp_path / "run" / "latest.pt")
+    assert ck["step"] == 2 and all(torch.isfinite(t).all() for t in ck["G"].values())
+
+
+def test_progressive_stage_keeps_G_and_starts_a_fresh_D(tmp_path):
+    T.train(tiny(), tmp_path / "s8", progress=False)
+    g8 = load_checkpoint(tmp_path / "s8" / "latest.pt")["G"]
+    run = T.train(tiny(resolution=16, kimg=0.004), tmp_path / "s16", resume=tmp_path / "s8", progress=False)
+    ck = load_checkpoint(run / "latest.pt")
+    assert ck["cur_nimg"] == 4 and ck["train_config"]["resolution"] == 16
+    assert json.loads((run / "config.json").read_text())["stage_from"]["resolution"] == 8
+    fresh = polyinr.build_generator("letters", width=16, levels=3).state_dict()
+    near = sum((ck["G"][k] - g8[k]).norm() for k in g8)
+    far = sum((fresh[k] - g8[k]).norm() for k in g8)
+    assert near < 0.1 * far                                          # one step away from the stage-1 G
+    assert polyinr.load_generator(run / "generator.pt").cfg.resolution == 16
+
+
+def test_resume_rejects_another_model(tmp_path):
+    T.train(tiny(), tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="another configuration"):
+        T.train(tiny(g_overrides={"width": 8, "levels": 3}), tmp_path / "b", resume=tmp_path / "a", progress=False)
+    with pytest.raises(FileNotFoundError, match="resume"):
+        T.train(tiny(), tmp_path / "c", resume=tmp_path / "nothing", progress=False)
+
+
+@pytest.mark.parametrize("field,value", [("batch", 0), ("discriminator", "mlp"), ("precision", "fp8"),
+                                         ("lr_g", -1.0), ("preset", "cifar"), ("betas", (0.0, 1.5)),
+                                         ("g_overrides", {"depth": 3}), ("diffaugment", "flip")])
+def test_bad_train_config(field, value):
+    with pytest.raises(ValueError, match=field if field not in ("g_overrides", "diffaugment") else "unknown"):
+        tiny(**{field: value})
+
+
+def test_cli(tmp_path, capsys):
+    assert T.main(["--run-dir", str(tmp_path / "cli"), "--no-progress", "--set", "g_overrides", "{width: 16, levels: 3}",
+                   "--resolution", "8", "--batch", "4", "--kimg", "0.008", "--set", "tick_kimg", "0.004",
+                   "--set", "d_width", "8", "--set", "d_max_width", "16", "--precision", "fp32"]) == 0
+    assert polyinr.load_generator(tmp_path / "cli" / "generator.pt").cfg.width == 16
+
+
+def test_classifier_guidance_term_is_logged(tmp_path):
+    run = T.train(tiny(cls_weight=0.5, cls_model="letters", kimg=0.008), tmp_path / "cls", progress=False)
+    stats = T.read_stats(run)
+    assert all("g_cls" in s and math.isfinite(s["g_cls"]) and s["g_cls"] > 0 for s in stats)

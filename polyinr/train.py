@@ -354,7 +354,8 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
     total = int(cfg.kimg * 1000)
     tick_nimg = int(cfg.tick_kimg * 1000)
     next_tick = (cur_nimg // tick_nimg + 1) * tick_nimg
-    bar = tqdm(total=total, initial=min(cur_nimg, total), unit="img", disable=not progress, dynamic_ncols=True,
+    bar = tqdm(total=total, initial=min(cur_nimg, total), unit="img", unit_scale=True, disable=not progress,
+               dynamic_ncols=True,
                desc="train")
     tick_start, tick_nimg0, t0 = time.time(), cur_nimg, time.time()
     acc: dict[str, list[float]] = {}

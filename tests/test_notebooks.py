@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from polyinr.experiments import repo_root, run_experiment
+from polyinr.experiments import repo_root
 
 ROOT = repo_root()
 CONFIGS = sorted(p.stem for p in (ROOT / "experiments/configs").glob("*.yaml"))
@@ -19,12 +19,8 @@ def test_every_notebook_has_a_config():
 
 
 def _check(name, tmp_path):
-    run = run_experiment(name, smoke=True, runs_root=tmp_path, progress=False)
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = json.loads((run / "config.json").read_text())
-    assert config["parameters"]["smoke"] is True
-    assert (run / f"{name}.ipynb").is_file() or any(run.glob("*.ipynb"))
-    return run, metrics
+    from conftest import run_notebook_smoke
+    return run_notebook_smoke(name, tmp_path)
 
 
 def test_01_model(tmp_path):

@@ -26,46 +26,62 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     return parts
 
 
-def _rand(shape, gen, x):
-    return torch.rand(shape, generator=gen, device=gen.device if gen is not None else x.device).to(x.device, x.dtype)
+def sample_params(policy, n: int, height: int, width: int, gen: torch.Generator | None = None,
+                  device="cpu") -> dict:
+    """Draw the per-image parameters of `policy` for n images (in a fixed order), so that a batch
+    split over processes or micro-batches is augmented exactly like the whole batch."""
+    gd = gen.device if gen is not None else torch.device(device)
+    p = {}
+    for name in policy:
+        if name == "color":      # brightness, saturation, contrast factors, each [n, 1, 1, 1]
+            p["color"] = torch.rand(n, 3, generator=gen, device=gd).to(device)
+        elif name == "translation":   # integer shifts (ty, tx) up to 1/8 of the size
+            sh, sw = int(height * 0.125 + 0.5), int(width * 0.125 + 0.5)
+            ty = torch.randint(-sh, sh + 1, (n,), generator=gen, device=gd)
+            tx = torch.randint(-sw, sw + 1, (n,), generator=gen, device=gd)
+            p["translation"] = torch.stack([ty, tx], 1).to(device)
+        elif name == "cutout":   # centre of a square of side 1/5 of the size
+            ch, cw = int(height * 0.2 + 0.5), int(width * 0.2 + 0.5)
+            oy = torch.randint(0, height + (1 - ch % 2), (n,), generator=gen, device=gd)
+            ox = torch.randint(0, width + (1 - cw % 2), (n,), generator=gen, device=gd)
+            p["cutout"] = torch.stack([oy, ox], 1).to(device)
+    return p
 
 
-def color(x, gen=None):
-    """Brightness +-0.5, saturation x[0, 2], contrast x[0.5, 1.5], each per image."""
-    B = x.shape[0]
-    x = x + (_rand((B, 1, 1, 1), gen, x) - 0.5)
+def slice_params(params: dict | None, s: slice) -> dict | None:
+    return None if params is None else {k: v[s] for k, v in params.items()}
+
+
+def color(x, r):
+    """Brightness +-0.5, saturation x[0, 2], contrast x[0.5, 1.5]; r [B, 3] uniform in [0, 1)."""
+    r = r.to(x.dtype)[:, :, None, None]                                       # [B, 3, 1, 1]
+    x = x + (r[:, 0:1] - 0.5)
     mean_c = x.mean(dim=1, keepdim=True)
-    x = (x - mean_c) * (_rand((B, 1, 1, 1), gen, x) * 2) + mean_c
+    x = (x - mean_c) * (r[:, 1:2] * 2) + mean_c
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_rand((B, 1, 1, 1), gen, x) + 0.5) + mean
+    return (x - mean) * (r[:, 2:3] + 0.5) + mean
 
 
-def translation(x, gen=None, ratio: float = 0.125):
-    """Shift each image by up to ratio * size pixels (integer), filling with zeros."""
+def translation(x, t):
+    """Shift image b by t[b] = (ty, tx) pixels, filling with zeros."""
     B, C, H, W = x.shape
-    sh, sw = int(H * ratio + 0.5), int(W * ratio + 0.5)
-    dev = x.device
-    ty = torch.randint(-sh, sh + 1, (B, 1, 1), generator=gen, device=gen.device if gen is not None else dev).to(dev)
-    tx = torch.randint(-sw, sw + 1, (B, 1, 1), generator=gen, device=gen.device if gen is not None else dev).to(dev)
-    gy, gx = torch.meshgrid(torch.arange(H, device=dev), torch.arange(W, device=dev), indexing="ij")
-    y = (gy[None] + ty + 1).clamp(0, H + 1)                                   # [B, H, W], in padded coords
-    xx = (gx[None] + tx + 1).clamp(0, W + 1)
+    ty, tx = t[:, 0].view(B, 1, 1), t[:, 1].view(B, 1, 1)
+    gy = torch.arange(H, device=x.device).view(1, H, 1)
+    gx = torch.arange(W, device=x.device).view(1, 1, W)
+    y = (gy - ty + 1).clamp(0, H + 1)                                         # source rows in padded coords
+    xx = (gx - tx + 1).clamp(0, W + 1)
     padded = F.pad(x, [1, 1, 1, 1])                                           # [B, C, H+2, W+2]
     idx = (y * (W + 2) + xx).view(B, 1, H * W).expand(B, C, H * W)
     return padded.flatten(2).gather(2, idx).view(B, C, H, W)
 
 
-def cutout(x, gen=None, ratio: float = 0.2):
-    """Zero one square of side ratio * size at a random position in each image."""
+def cutout(x, o):
+    """Zero a square of side 1/5 of the size centred at o[b] = (oy, ox) (clipped at the border)."""
     B, C, H, W = x.shape
-    ch, cw = int(H * ratio + 0.5), int(W * ratio + 0.5)
-    dev = x.device
-    gd = gen.device if gen is not None else dev
-    oy = torch.randint(0, H + (1 - ch % 2), (B, 1, 1), generator=gen, device=gd).to(dev)
-    ox = torch.randint(0, W + (1 - cw % 2), (B, 1, 1), generator=gen, device=gd).to(dev)
-    top, left = oy - ch // 2, ox - cw // 2                                   # [B, 1, 1]
-    gy = torch.arange(H, device=dev).view(1, H, 1)
-    gx = torch.arange(W, device=dev).view(1, 1, W)
+    ch, cw = int(H * 0.2 + 0.5), int(W * 0.2 + 0.5)
+    top, left = (o[:, 0] - ch // 2).view(B, 1, 1), (o[:, 1] - cw // 2).view(B, 1, 1)
+    gy = torch.arange(H, device=x.device).view(1, H, 1)
+    gx = torch.arange(W, device=x.device).view(1, 1, W)
     inside = (gy >= top) & (gy < top + ch) & (gx >= left) & (gx < left + cw)  # [B, H, W]
     return x * (~inside)[:, None].to(x.dtype)
 
@@ -73,11 +89,18 @@ def cutout(x, gen=None, ratio: float = 0.2):
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diffaugment(x: torch.Tensor, policy=("color", "translation", "cutout"), gen: torch.Generator | None = None):
-    """Apply the ops of `policy` (a tuple from parse_policy) in order; () is the identity."""
-    for name in policy:
-        x = _OPS[name](x, gen)
+def apply_params(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """Apply drawn parameters (from sample_params) in policy order."""
+    for name, p in params.items():
+        x = _OPS[name](x, p.to(x.device))
     return x
+
+
+def diffaugment(x: torch.Tensor, policy=("color", "translation", "cutout"), gen: torch.Generator | None = None):
+    """Draw parameters for the images of x and apply the ops of `policy`; () is the identity."""
+    if not policy:
+        return x
+    return apply_params(x, sample_params(policy, x.shape[0], x.shape[2], x.shape[3], gen, x.device))
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

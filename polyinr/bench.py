@@ -72,7 +72,7 @@ def bench_render(preset: str, size: int, batch: int = 1, dtype: str = "float32",
     z = torch.randn(batch, cfg.z_dim, device=device)
     c = torch.arange(batch, device=device) % cfg.num_classes if cfg.conditional else None
     ws = G.mapping(z, c)
-    chunk = chunk_pixels or default_chunk(cfg.width)
+    chunk = chunk_pixels or default_chunk(cfg.width, device)
     rows = max((b1 - b0) * (p1 - p0) for b0, b1, p0, p1 in _blocks(batch, size * size, chunk))
     dt = DTYPES[dtype]
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -97,21 +97,23 @@ def bench_render(preset: str, size: int, batch: int = 1, dtype: str = "float32",
 
 
 def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20, batch: int | None = None,
-                resolution: int | None = None, seed: int = 0, device: str = "cpu", compile: bool = False,
+                resolution: int | None = None, seed: int = 0, device: str | None = None, compile: bool = False,
                 **overrides) -> dict:
     """img/s of the full training iteration (D step + G step + EMA) of a training preset, on
-    synthetic data of the right shape (no dataset needed). peak memory: RSS on CPU, CUDA allocator on GPU."""
+    synthetic data of the right shape (no dataset needed). Under torchrun every process runs its
+    share of the global batch and gradients are all-reduced, as in training; rank 0 reports.
+    Peak memory: RSS on CPU, the CUDA allocator's peak on GPU."""
     import copy
 
+    from . import augment as aug
     from .config import get_preset, get_train_preset
     from .model import Generator
-    from .train import StepContext, autocast, build_D, d_step, g_step, update_ema
-    from . import augment as aug
+    from .train import StepContext, autocast, build_D, d_step, g_step, g_param_groups, init_distributed, update_ema
     precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype]
     cfg = get_train_preset(preset, precision=precision, compile=compile, **overrides,
                            **({"batch": batch} if batch else {}), **({"resolution": resolution} if resolution else {}))
+    dist, dev = init_distributed(device)
     torch.manual_seed(seed)
-    dev = torch.device(device)
     base = get_preset(cfg.preset)
     channels = 1 if cfg.dataset in ("letters", "digits") else 3
     mcfg = get_preset(cfg.preset, **{**cfg.g_overrides, "img_channels": channels, "resolution": cfg.resolution})
@@ -120,19 +122,21 @@ def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20
         G.synthesis.evaluate = torch.compile(G.synthesis.evaluate)
     D = build_D(cfg, channels, mcfg.num_classes).to(dev).train()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_G = torch.optim.Adam(g_param_groups(G, cfg), lr=cfg.lr_g, betas=cfg.betas)
     opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=cfg.betas)
     ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(seed),
-                      autocast=autocast(cfg, dev), blur_sigma=cfg.blur_init_sigma)
+                      autocast=autocast(cfg, dev), blur_sigma=cfg.blur_init_sigma, micro=cfg.batch_gpu,
+                      dist=dist if dist.world > 1 else None)
     B, R = cfg.batch, cfg.resolution
-    real = torch.rand(B, channels, R, R, device=dev) * 2 - 1
-    c = torch.randint(0, mcfg.num_classes, (B,), device=dev) if mcfg.conditional else None
+    local = B // dist.world
+    real = torch.rand(local, channels, R, R, device=dev) * 2 - 1
+    c = torch.randint(0, mcfg.num_classes, (local,), device=dev) if mcfg.conditional else None
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
     def iteration(i):
-        z = torch.randn(B, mcfg.z_dim, device=dev)
+        z = torch.randn(local, mcfg.z_dim, device=dev)
         d_step(G, D, opt_D, real, c, z, c, ctx)
         g_step(G, D, opt_G, z, c, ctx)
         update_ema(G_ema, G, (i + 1) * B, B, cfg.ema_kimg, cfg.ema_rampup)
@@ -141,17 +145,111 @@ def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20
     for i in range(warm):
         iteration(i)
     sync()
+    dist.barrier()
     t = time.perf_counter()
     for i in range(steps):
         iteration(i)
     sync()
+    dist.barrier()
     seconds = (time.perf_counter() - t) / steps
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mb()
-    return {"bench": "train", "preset": preset, "dtype": dtype, "compile": compile, "batch": B, "resolution": R,
+    return {"bench": "train", "preset": preset, "dtype": dtype, "compile": compile, "batch": B,
+            "batch_gpu": cfg.batch_gpu or local, "processes": dist.world, "resolution": R,
             "discriminator": cfg.discriminator, "width": mcfg.width, "levels": mcfg.levels,
             "seconds_per_step": float(f"{seconds:.6g}"), "img_per_s": float(f"{B / seconds:.6g}"),
-            "peak_memory_mb": round(peak, 1), "threads": torch.get_num_threads(), "device": device,
-            "torch": torch.__version__, "base_width": base.width}
+            "peak_memory_mb": round(peak, 1), "threads": torch.get_num_threads(), "device": str(dev),
+            "torch": torch.__version__, "base_width": base.width, "rank": dist.rank}
+
+
+def estimate_training_memory(cfg, processes: int = 1, channels: int = 3, num_classes: int | None = None) -> dict:
+    """Memory per process of a training configuration, computed from shapes on the meta device (no
+    memory is allocated): weights, gradients, Adam states and the EMA copy, plus the activations
+    autograd saves for one micro-batch in the G step (G forward + D forward with gradients to the
+    images, counted with saved-tensor hooks) and in the D step. float32 throughout; bf16 autocast
+    roughly halves the activation part. Transient buffers and allocator slack are not counted."""
+    import dataclasses
+
+    from .config import get_preset
+    from .model import Generator
+    from .train import build_D
+    cfg = dataclasses.replace(cfg, pretrained=False, backbone_weights=None)   # shapes only: no weights needed
+    num_classes = get_preset(cfg.preset).num_classes if num_classes is None else num_classes
+    local = cfg.batch // processes
+    b = cfg.batch_gpu or local
+    R = cfg.resolution
+    mcfg = get_preset(cfg.preset, **{**cfg.g_overrides, "img_channels": channels, "num_classes": num_classes,
+                                     "resolution": R})
+    with torch.device("meta"):
+        G = Generator(mcfg, preset=cfg.preset)
+        D = build_D(cfg, channels, num_classes)
+
+    def saved_bytes(fn) -> int:
+        seen, total = set(), [0]
+
+        def pack(t):
+            if id(t) not in seen:
+                seen.add(id(t))
+                total[0] += t.numel() * t.element_size()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+        return total[0]
+
+    z = torch.zeros(b, mcfg.z_dim, device="meta")
+    c = torch.zeros(b, dtype=torch.long, device="meta") if num_classes else None
+    x = torch.zeros(b, channels, R, R, device="meta")
+    D.requires_grad_(False)
+    g_act = saved_bytes(lambda: D(G(z, c), c))                      # G step: through D into G
+    for p in D.parameters():
+        p.requires_grad_(False)
+    heads = [p for n, p in D.named_parameters() if not n.startswith(("features", "projections"))] \
+        if cfg.discriminator == "projected" else list(D.parameters())
+    for p in heads:
+        p.requires_grad_(True)
+    d_act = saved_bytes(lambda: (D(x, c), D(x, c)))                 # D step: real and fake, grads to D
+    n_g = sum(p.numel() for p in G.parameters())
+    n_d_train = sum(p.numel() for p in heads)
+    n_d_frozen = sum(p.numel() for p in D.parameters()) - n_d_train
+    static = 4 * (5 * n_g + 4 * n_d_train + n_d_frozen)             # G: w, grad, 2 Adam, EMA; D heads: w, grad, 2 Adam
+    gb = 2 ** 30
+    return {"preset": cfg.preset, "resolution": R, "processes": processes, "batch": cfg.batch, "batch_gpu": b,
+            "g_params": n_g, "d_trainable_params": n_d_train, "d_frozen_params": n_d_frozen,
+            "static_gb": round(static / gb, 2), "g_step_activations_gb": round(g_act / gb, 2),
+            "d_step_activations_gb": round(d_act / gb, 2),
+            "total_gb": round((static + max(g_act, d_act)) / gb, 2),
+            "bytes": {"static": static, "g_step_activations": g_act, "d_step_activations": d_act}}
+
+
+def bench_gpu(device: str = "cuda", quick: bool = False, out=None) -> list[dict]:
+    """The GPU check (< 5 minutes on one GPU): rendering of `imagenet` at 256 and 512 in fp32 and
+    bf16 against the matmul roofline, and training img/s and peak memory of `imagenet` at 32x32
+    with the projected discriminator (random backbones) in fp32, bf16 and bf16 + torch.compile.
+    quick=True runs the same code path at toy sizes (for tests on a CPU)."""
+    import json as _json
+    rows = []
+    if quick:
+        renders = [("letters", 16, 2)]
+        train = dict(preset="letters", batch=4, resolution=8, g_overrides={"width": 16, "levels": 3}, steps=2,
+                     discriminator="projected", backbones=("tf_efficientnet_lite0",), d_input_size=32,
+                     pretrained=False, tick_kimg=1.0)
+        variants = [("float32", False)]
+    else:
+        renders = [("imagenet", 256, 8), ("imagenet", 512, 2)]
+        train = dict(preset="imagenet", batch=64, resolution=32, steps=10, pretrained=False)
+        variants = [("float32", False), ("bfloat16", False), ("bfloat16", True)]
+    for preset, size, batch in renders:
+        for dtype in ("float32", "bfloat16"):
+            rows.append(bench_render(preset, size, batch, dtype, repeats=2 if quick else 3, device=device))
+    for dtype, compile_ in variants:
+        kw = dict(train)
+        p, steps = kw.pop("preset"), kw.pop("steps")
+        b, r = kw.pop("batch"), kw.pop("resolution")
+        rows.append(bench_train(p, dtype, steps, b, r, device=device, compile=compile_, **kw))
+    if out is not None:
+        from pathlib import Path
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    return rows
 
 
 def main(argv=None) -> int:
@@ -174,15 +272,34 @@ def main(argv=None) -> int:
     t.add_argument("--batch", type=int, default=None)
     t.add_argument("--resolution", type=int, default=None)
     t.add_argument("--compile", action="store_true")
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     t.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
                    help="override a TrainConfig field (YAML value), e.g. --set g_overrides '{width: 64}'")
+    m = sub.add_parser("memory", help="memory per process of a training configuration, from shapes")
+    m.add_argument("--preset", default="imagenet", help="training preset")
+    m.add_argument("--config", default=None, help="YAML/JSON of TrainConfig fields (e.g. experiments/configs/train/...)")
+    m.add_argument("--processes", type=int, default=8)
+    gp = sub.add_parser("gpu", help="the GPU check: render roofline and imagenet training throughput / memory")
+    gp.add_argument("--device", default="cuda")
+    gp.add_argument("--quick", action="store_true", help="toy sizes (exercises the code path on a CPU)")
+    gp.add_argument("--out", default=None, help="also write the JSON lines to this file")
     args = ap.parse_args(argv)
-    if args.cmd == "train":
+    if args.cmd == "gpu":
+        for row in bench_gpu(args.device, args.quick, args.out):
+            print(json.dumps(row), flush=True)
+        return 0
+    if args.cmd == "memory":
+        import yaml
+        from .config import get_train_preset
+        over = yaml.safe_load(open(args.config).read()) if args.config else {}
+        out = estimate_training_memory(get_train_preset(args.preset, **(over or {})), args.processes)
+    elif args.cmd == "train":
         import yaml
         over = {k: yaml.safe_load(v) for k, v in args.set}
         out = bench_train(args.preset, args.dtype, args.steps, args.batch, args.resolution, device=args.device,
                           compile=args.compile, **over)
+        if out["rank"] != 0:
+            return 0
     elif args.cmd == "render":
         from .config import get_preset
         size = args.size or get_preset(args.preset).resolution

@@ -72,7 +72,7 @@ def _check_classes(c, num_classes: int, batch: int, device) -> torch.Tensor | No
         raise ValueError(f"c: expected integer class ids, got dtype {c.dtype}")
     if c.shape != (batch,):
         raise ValueError(f"c: expected shape [{batch}] (one class id per latent), got {list(c.shape)}")
-    if batch and (int(c.min()) < 0 or int(c.max()) >= num_classes):
+    if batch and not c.is_meta and (int(c.min()) < 0 or int(c.max()) >= num_classes):
         raise ValueError(f"c: class ids must be in [0, {num_classes - 1}], got min {int(c.min())}, "
                          f"max {int(c.max())}")
     return c.long()
@@ -100,6 +100,8 @@ class MappingNetwork(nn.Module):
             raise ValueError(f"z: expected a tensor of shape [B, {cfg.z_dim}], got "
                              f"{list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         c = _check_classes(c, cfg.num_classes, z.shape[0], z.device)
+        if z.is_meta:   # shape-only runs (memory estimates)
+            return self._forward(z.float(), c, psi, update_w_avg)
         with torch.autocast(z.device.type, enabled=False):   # tiny and precision-sensitive: always fp32
             return self._forward(z.float(), c, psi, update_w_avg)
 
@@ -120,18 +122,24 @@ class MappingNetwork(nn.Module):
 
     @torch.no_grad()
     def _update_w_avg(self, w: torch.Tensor, c: torch.Tensor | None) -> None:
-        """Running mean of w with decay beta per sample. Per class, the k samples of a class in a
-        batch move its mean by their batch mean with weight 1 - beta^k."""
+        """Running mean of w. Unconditional: decay beta per batch (as StyleGAN). Conditional: decay beta
+        per sample, i.e. the k samples of a class in a batch move its mean by their batch mean with
+        weight 1 - beta^k. Under torch.distributed the batch is the global one (sums and counts are
+        all-reduced), so every rank stays identical."""
         beta = self.cfg.w_avg_beta
-        if c is None:
-            self.w_avg.copy_(w.mean(0).lerp(self.w_avg, beta))
-            return
-        counts = torch.bincount(c, minlength=self.cfg.num_classes).to(w.dtype)   # [C]
-        sums = torch.zeros_like(self.w_avg).index_add_(0, c, w)                  # [C, w_dim]
+        C = max(self.cfg.num_classes, 1)
+        idx = c if c is not None else torch.zeros(len(w), dtype=torch.long, device=w.device)
+        stats = torch.zeros(C, self.cfg.w_dim + 1, device=w.device, dtype=w.dtype)
+        stats.index_add_(0, idx, torch.cat([w, torch.ones_like(w[:, :1])], 1))   # [C, w_dim + 1]: sums, count
+        if torch.distributed.is_available() and torch.distributed.is_initialized() \
+                and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(stats)
+        sums, counts = stats[:, :-1], stats[:, -1]
+        avg = self.w_avg.view(C, -1)
         present = counts > 0
         mean = sums[present] / counts[present, None]
-        keep = beta ** counts[present, None]
-        self.w_avg[present] = mean.lerp(self.w_avg[present], keep)
+        keep = beta ** counts[present, None] if c is not None else beta
+        avg[present] = mean.lerp(avg[present], keep)
 
 
 class Level(nn.Module):
@@ -269,7 +277,7 @@ def check_coords(coords, batch: int | None = None) -> torch.Tensor:
     if not ok:
         raise ValueError(f"coords: expected a float tensor of shape [P, 2] or [{batch or 'B'}, P, 2] "
                          f"(x, y per pixel), got {coords.dtype} {list(coords.shape)}")
-    if not torch.isfinite(coords).all():
+    if not coords.is_meta and not torch.isfinite(coords).all():
         raise ValueError("coords: contains NaN or infinite values")
     return coords
 
@@ -290,8 +298,8 @@ class Generator(nn.Module):
         height = height or self.cfg.resolution
         width = width or height
         ws = self.mapping(z, c, psi=psi, update_w_avg=update_w_avg)
-        coords = coordinate_grid(height, width, device=z.device)
-        rgb = self.synthesis(ws, coords)                            # [B, P, 3]
+        coords = coordinate_grid(height, width, device=z.device)   # generated here: no need to validate
+        rgb = self.synthesis.evaluate(self.synthesis.styles(ws), coords)   # [B, P, C]
         return rgb.transpose(1, 2).reshape(z.shape[0], -1, height, width)   # [B, 3, H, W]
 
 

@@ -67,10 +67,12 @@ def pixel_grid(height: int, width: int, rows: tuple[int, int], cols: tuple[int, 
     return torch.stack([x.repeat(len(r)), y.repeat_interleave(len(c))], dim=1)
 
 
-def default_chunk(width: int) -> int:
-    """Rows (latent x pixel) per chunk so that one [rows, n] fp32 feature map is about 8 MB:
-    small enough to stay in the last-level cache during the element-wise passes of a level."""
-    return max(1024, (8 << 20) // (4 * width))
+def default_chunk(width: int, device="cpu") -> int:
+    """Rows (latent x pixel) per chunk. CPU: one [rows, n] fp32 feature map of about 8 MB, small
+    enough to stay in the last-level cache during the element-wise passes of a level. GPU: about
+    1 GB per feature map, large enough to keep the device busy."""
+    budget = (1 << 30) if torch.device(device).type == "cuda" else (8 << 20)
+    return max(1024, budget // (4 * width))
 
 
 def _blocks(B: int, P: int, chunk: int):
@@ -89,7 +91,7 @@ def _render_rows(G, ws: torch.Tensor, P: int, rows_fn, chunk_pixels: int | None,
     """rgb [B, 3, P] with the coordinates of rows [p0, p1) given by rows_fn(p0, p1)."""
     synth = G.synthesis
     synth.check_ws(ws)
-    chunk = default_chunk(synth.cfg.width) if chunk_pixels is None else _check_size("chunk_pixels", chunk_pixels)
+    chunk = default_chunk(synth.cfg.width, ws.device) if chunk_pixels is None else _check_size("chunk_pixels", chunk_pixels)
     if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
         raise ValueError(f"dtype: expected None, torch.float32, torch.bfloat16 or torch.float16, got {dtype!r}")
     low = dtype not in (None, torch.float32)

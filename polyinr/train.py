@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -96,6 +97,70 @@ def g_param_groups(G, cfg: TrainConfig) -> list[dict]:
     return [{"params": rest, "lr": cfg.lr_g}, {"params": heads, "lr": cfg.lr_g * cfg.head_lr_mult}]
 
 
+# ------------------------------------------------------------------------------------ distribution
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one). Gradients are averaged with
+    one all-reduce of the flattened gradients per step (as StyleGAN3 does), so the D / G phases can
+    toggle requires_grad freely."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_grads(self, params) -> None:
+        if self.world == 1:
+            return
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
+        flat = torch.cat([p.grad.flatten() for p in params])
+        torch.distributed.all_reduce(flat)
+        flat /= self.world
+        torch.nn.utils.vector_to_parameters(flat, [p.grad for p in params])
+
+    def mean(self, values: dict) -> dict:
+        """Average a dict of floats over ranks."""
+        if self.world == 1 or not values:
+            return values
+        t = torch.tensor([values[k] for k in sorted(values)], dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        return {k: v / self.world for k, v in zip(sorted(values), t.tolist())}
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def all_true(self, flag: bool) -> bool:
+        """True only if `flag` is true on every rank (so every rank raises together)."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        return bool(t.item())
+
+
+def init_distributed(device=None) -> tuple[Dist, torch.device]:
+    """Join the torchrun job named by the environment (RANK, WORLD_SIZE, LOCAL_RANK): NCCL on GPUs,
+    gloo on CPUs. Without torchrun: a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available() and (device is None or torch.device(device).type == "cuda")
+    if world == 1:
+        return Dist(), torch.device(device or ("cuda" if cuda else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        torch.cuda.set_device(local_rank)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    d = Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), local_rank)
+    return d, torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+
+
 # -------------------------------------------------------------------------------------------- steps
 
 
@@ -108,51 +173,96 @@ class StepContext:
     autocast: object = None
     classifier: torch.nn.Module | None = None
     cls_weight: float = 0.0
+    micro: int | None = None          # micro-batch size (gradient accumulation); None = the whole batch
+    dist: Dist | None = None
 
-    def d_input(self, x):
-        return aug.diffaugment(aug.gaussian_blur(x, self.blur_sigma), self.policy, self.aug_gen)
+    def d_input(self, x, params=None):
+        """Blur, then DiffAugment with drawn `params` (drawn here from aug_gen when None)."""
+        x = aug.gaussian_blur(x, self.blur_sigma)
+        if params is None:
+            return aug.diffaugment(x, self.policy, self.aug_gen)
+        return aug.apply_params(x, params)
 
 
-def _check_finite(terms: dict, what: str) -> None:
-    bad = {k: float(v) for k, v in ((k, float(torch.as_tensor(v).detach())) for k, v in terms.items())
-           if not math.isfinite(v)}
-    if bad:
-        raise NonFiniteLossError(f"{what}: non-finite loss {bad}; stopping (the last checkpoint is intact)")
+def _nonfinite(terms: dict) -> dict:
+    return {k: v for k, v in ((k, float(torch.as_tensor(v).detach())) for k, v in terms.items()) if not math.isfinite(v)}
+
+
+def _check_finite(bad: dict, what: str, ctx) -> None:
+    """Raise NonFiniteLossError on every rank if any rank saw a non-finite loss."""
+    ok = not bad
+    if ctx.dist is not None:
+        ok = ctx.dist.all_true(ok)
+    if not ok:
+        raise NonFiniteLossError(f"{what}: non-finite loss {bad or '(on another rank)'}; stopping "
+                                 f"(the last checkpoint is intact)")
 
 
 def _ctx(ctx):
     return ctx.autocast if ctx.autocast is not None else torch.autocast("cpu", enabled=False)
 
 
-def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext) -> dict:
-    """One D update: hinge loss on real and generated images. Also updates G's w_avg."""
-    with torch.no_grad(), _ctx(ctx):
-        fake = G(z, c_fake, update_w_avg=True)
+def _sel(x, s):
+    return None if x is None else x[s] if isinstance(x, torch.Tensor) else aug.slice_params(x, s)
+
+
+def _micro_slices(n: int, micro: int | None):
+    m = micro or n
+    return [slice(i, min(i + m, n)) for i in range(0, n, m)]
+
+
+def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None, aug_fake=None) -> dict:
+    """One D update on this process's batch: hinge loss on real and generated images, accumulated
+    over micro-batches and averaged over processes. Also updates G's w_avg."""
+    n = real.shape[0]
     D.requires_grad_(True)
-    with _ctx(ctx):
-        terms = d_hinge_loss(D(ctx.d_input(real), c_real), D(ctx.d_input(fake.float()), c_fake))
-    _check_finite(terms, "D")
     opt_D.zero_grad(set_to_none=True)
-    terms["loss"].backward()
+    out = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
+    for s in _micro_slices(n, ctx.micro):
+        w = (s.stop - s.start) / n
+        with torch.no_grad(), _ctx(ctx):
+            fake = G(z[s], _sel(c_fake, s), update_w_avg=True)
+        with _ctx(ctx):
+            terms = d_hinge_loss(D(ctx.d_input(real[s], _sel(aug_real, s)), _sel(c_real, s)),
+                                 D(ctx.d_input(fake.float(), _sel(aug_fake, s)), _sel(c_fake, s)))
+        bad = _nonfinite(terms)
+        if bad:
+            break
+        (terms["loss"] * w).backward()
+        for k, name in (("loss", "d_loss"), ("d_real", "d_real"), ("d_fake", "d_fake")):
+            out[name] += terms[k].item() * w
+    _check_finite(bad, "D", ctx)
+    if ctx.dist is not None:
+        ctx.dist.all_reduce_grads(D.parameters())
     opt_D.step()
-    return {"d_loss": terms["loss"].item(), "d_real": terms["d_real"].item(), "d_fake": terms["d_fake"].item()}
+    return out
 
 
-def g_step(G, D, opt_G, z, c, ctx: StepContext) -> dict:
-    """One G update: hinge loss (+ classifier guidance when cls_weight > 0)."""
+def g_step(G, D, opt_G, z, c, ctx: StepContext, aug_fake=None) -> dict:
+    """One G update: hinge loss (+ classifier guidance when cls_weight > 0), accumulated over
+    micro-batches and averaged over processes."""
+    n = z.shape[0]
     D.requires_grad_(False)
-    with _ctx(ctx):
-        fake = G(z, c)
-        terms = g_hinge_loss(D(ctx.d_input(fake), c))
-        loss = terms["loss"]
-        out = {"g_loss": terms["g_adv"].item()}
-        if ctx.classifier is not None and ctx.cls_weight > 0:
-            cls = classifier_guidance_loss(ctx.classifier(fake), c, ctx.cls_weight)
-            loss = loss + cls["loss"]
-            out["g_cls"] = cls["g_cls"].item()
-    _check_finite({"g_loss": loss}, "G")
     opt_G.zero_grad(set_to_none=True)
-    loss.backward()
+    out = {"g_loss": 0.0}
+    for s in _micro_slices(n, ctx.micro):
+        w = (s.stop - s.start) / n
+        with _ctx(ctx):
+            fake = G(z[s], _sel(c, s))
+            terms = g_hinge_loss(D(ctx.d_input(fake, _sel(aug_fake, s)), _sel(c, s)))
+            loss = terms["loss"]
+            out["g_loss"] += terms["g_adv"].item() * w
+            if ctx.classifier is not None and ctx.cls_weight > 0:
+                cls = classifier_guidance_loss(ctx.classifier(fake), _sel(c, s), ctx.cls_weight)
+                loss = loss + cls["loss"]
+                out["g_cls"] = out.get("g_cls", 0.0) + cls["g_cls"].item() * w
+        bad = _nonfinite({"g_loss": loss})
+        if bad:
+            break
+        (loss * w).backward()
+    _check_finite(bad, "G", ctx)
+    if ctx.dist is not None:
+        ctx.dist.all_reduce_grads(G.parameters())
     opt_G.step()
     return out
 
@@ -245,6 +355,22 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
+def gather_rng_states(dist: Dist) -> list[dict]:
+    """Every rank's rng_state(), on every rank (serialised with torch.save, gathered as bytes)."""
+    if dist.world == 1:
+        return [rng_state()]
+    import io
+    buf = io.BytesIO()
+    torch.save(rng_state(), buf)
+    data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(dist.world)]
+    torch.distributed.all_gather(sizes, torch.tensor([len(data)]))
+    n = max(int(x) for x in sizes)
+    parts = [torch.zeros(n, dtype=torch.uint8) for _ in range(dist.world)]
+    torch.distributed.all_gather(parts, torch.cat([data, torch.zeros(n - len(data), dtype=torch.uint8)]))
+    return [torch.load(io.BytesIO(p[: int(k)].numpy().tobytes()), weights_only=True) for p, k in zip(parts, sizes)]
+
+
 def resolve_resume(resume) -> Path:
     p = Path(resume)
     if p.is_dir():
@@ -259,18 +385,33 @@ def resolve_resume(resume) -> Path:
 
 def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=None,
           stop_after_steps: int | None = None) -> Path:
-    """Train according to `cfg` into `run_dir`; returns run_dir. `stop_after_steps` ends the process
-    loop early without a final checkpoint (used to simulate a crash in tests)."""
+    """Train according to `cfg` into `run_dir`; returns run_dir. Under torchrun every process calls
+    this; rank 0 writes the run folder. `stop_after_steps` ends the loop early without a final
+    checkpoint (used to simulate a crash in tests).
+
+    Data parallelism: every rank draws the same global batch (indices, latents, augmentation), uses
+    its slice of batch / world_size samples (in micro-batches of batch_gpu), and gradients are
+    averaged over ranks, so the result does not depend on the number of processes. The global RNGs
+    of rank r are seeded with seed * world_size + r (recorded in config.json)."""
     from .data import load_dataset
     from .experiments import provenance, write_json
     from .viz import save_grid
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dist, device = init_distributed(device)
     run_dir = Path(run_dir)
-    (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+    B = cfg.batch
+    if B % dist.world:
+        raise ValueError(f"batch: the global batch {B} must be divisible by the number of processes {dist.world}")
+    local = B // dist.world
+    micro = cfg.batch_gpu or local
+    if local % micro:
+        raise ValueError(f"batch_gpu: the per-process batch {local} must be a multiple of batch_gpu {micro}")
+    shard = slice(dist.rank * local, (dist.rank + 1) * local)
+    if dist.main:
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)              # models are built identically on every rank and for any world size
 
     builtin = cfg.dataset in ("letters", "digits", "emoji")
     dataset = load_dataset(cfg.dataset, resolution=cfg.resolution, split="train",
@@ -281,12 +422,13 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G = torch.optim.Adam(g_param_groups(G, cfg), lr=cfg.lr_g, betas=cfg.betas, eps=cfg.eps)
     opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=cfg.betas, eps=cfg.eps)
-    sampler = Sampler(len(dataset), cfg.seed)
+    sampler = Sampler(len(dataset), cfg.seed)                 # identical on every rank: the global stream
     latent_gen = torch.Generator().manual_seed(cfg.seed + 1)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 2)
     labels = dataset.labels
     cur_nimg, step, tick = 0, 0, 0
     stage_from = None
+    seed_everything(cfg.seed * dist.world + dist.rank)   # per-rank global RNGs (the batch uses the generators above)
 
     if resume is not None:
         path = resolve_resume(resume)
@@ -305,7 +447,8 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
             sampler.load_state_dict(ck["sampler"])
             latent_gen.set_state(ck["latent_gen"])
             aug_gen.set_state(ck["aug_gen"])
-            set_rng_state(ck["rng"])
+            rngs = ck.get("rng_ranks") or [ck["rng"]]
+            set_rng_state(rngs[dist.rank] if len(rngs) == dist.world else rngs[0])
             cur_nimg, step, tick = int(ck["cur_nimg"]), int(ck["step"]), int(ck["tick"])
         else:
             stage_from = {"checkpoint": str(path), "resolution": ck_train.resolution if ck_train else None}
@@ -313,19 +456,25 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
     if cfg.compile:
         G.synthesis.evaluate = torch.compile(G.synthesis.evaluate)
 
-    config = {"train": cfg.to_dict(), "model": mcfg.to_dict(), "dataset": {"name": dataset.name, "size": len(dataset),
-              "num_classes": dataset.num_classes, "channels": dataset.channels}, "seed": cfg.seed,
-              "resumed_from": str(resume) if resume is not None else None, "stage_from": stage_from,
-              "provenance": provenance()}
-    cfg_path = run_dir / "config.json"   # keep what a notebook wrote there (its parameters)
-    write_json(cfg_path, {**(json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}), **config})
     stats_path = run_dir / "stats.jsonl"
-    _truncate_stats(stats_path, cur_nimg)
+    if dist.main:
+        config = {"train": cfg.to_dict(), "model": mcfg.to_dict(),
+                  "dataset": {"name": dataset.name, "size": len(dataset), "num_classes": dataset.num_classes,
+                              "channels": dataset.channels},
+                  "seed": cfg.seed, "world_size": dist.world, "rank_seeds": [cfg.seed * dist.world + r
+                                                                             for r in range(dist.world)],
+                  "batch_per_process": local, "micro_batch": micro, "device": str(device),
+                  "resumed_from": str(resume) if resume is not None else None, "stage_from": stage_from,
+                  "provenance": provenance()}
+        cfg_path = run_dir / "config.json"   # keep what a notebook wrote there (its parameters)
+        write_json(cfg_path, {**(json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}), **config})
+        _truncate_stats(stats_path, cur_nimg)
 
     ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=aug_gen, autocast=autocast(cfg, device),
-                      classifier=build_classifier(cfg, device), cls_weight=cfg.cls_weight)
+                      classifier=build_classifier(cfg, device), cls_weight=cfg.cls_weight, micro=micro,
+                      dist=dist if dist.world > 1 else None)
     grid_z, grid_c, grid_cols = grid_latents(mcfg, cfg.grid_rows, cfg.seed, device)
-    if not (run_dir / "samples" / "reals.png").exists():
+    if dist.main and not (run_dir / "samples" / "reals.png").exists():
         idx = torch.arange(min(len(dataset), grid_cols * cfg.grid_rows))
         if labels is not None:  # one real image per class column, like the fakes grid
             idx = torch.cat([torch.nonzero(labels == c)[r: r + 1, 0] for r in range(cfg.grid_rows)
@@ -333,13 +482,17 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
         save_grid(to_float(dataset.get_batch(idx)[0], "cpu"), run_dir / "samples" / "reals.png", nrow=grid_cols)
 
     def save(final: bool = False) -> None:
-        extra = {"G_ema": G_ema.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
-                 "opt_D": opt_D.state_dict(), "cur_nimg": cur_nimg, "step": step, "tick": tick,
-                 "train_config": cfg.to_dict(), "sampler": sampler.state_dict(),
-                 "latent_gen": latent_gen.get_state(), "aug_gen": aug_gen.get_state(), "rng": rng_state()}
-        save_checkpoint(run_dir / "latest.pt", G, **extra)
-        if final:
-            save_checkpoint(run_dir / "generator.pt", G_ema, train_config=cfg.to_dict(), cur_nimg=cur_nimg)
+        rngs = gather_rng_states(dist)
+        if dist.main:
+            extra = {"G_ema": G_ema.state_dict(), "D": D.state_dict(), "opt_G": opt_G.state_dict(),
+                     "opt_D": opt_D.state_dict(), "cur_nimg": cur_nimg, "step": step, "tick": tick,
+                     "train_config": cfg.to_dict(), "sampler": sampler.state_dict(),
+                     "latent_gen": latent_gen.get_state(), "aug_gen": aug_gen.get_state(), "rng": rngs[0],
+                     "rng_ranks": rngs, "world_size": dist.world}
+            save_checkpoint(run_dir / "latest.pt", G, **extra)
+            if final:
+                save_checkpoint(run_dir / "generator.pt", G_ema, train_config=cfg.to_dict(), cur_nimg=cur_nimg)
+        dist.barrier()
 
     def snapshot_grids() -> None:
         from .render import render
@@ -351,26 +504,34 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
         save_grid(render(G_ema, ws4, 4 * cfg.resolution, 4 * cfg.resolution),
                   run_dir / "samples" / f"fakes{k:06d}_x4.png", nrow=grid_cols)
 
+    def local_part(x):
+        return None if x is None else x[shard] if isinstance(x, torch.Tensor) else aug.slice_params(x, shard)
+
+    R = cfg.resolution
     total = int(cfg.kimg * 1000)
     tick_nimg = int(cfg.tick_kimg * 1000)
     next_tick = (cur_nimg // tick_nimg + 1) * tick_nimg
-    bar = tqdm(total=total, initial=min(cur_nimg, total), unit="img", unit_scale=True, disable=not progress,
-               dynamic_ncols=True,
-               desc="train")
+    bar = tqdm(total=total, initial=min(cur_nimg, total), unit="img", unit_scale=True,
+               disable=not (progress and dist.main), dynamic_ncols=True, desc="train")
     tick_start, tick_nimg0, t0 = time.time(), cur_nimg, time.time()
     acc: dict[str, list[float]] = {}
     steps_this_process = 0
     try:
         while cur_nimg < total:
-            B = cfg.batch
             ctx.blur_sigma = aug.blur_sigma(cur_nimg, cfg.blur_init_sigma, cfg.blur_fade_kimg)
-            real_u8, c_real = dataset.get_batch(sampler.next(B))
+            # The global batch, drawn identically on every rank; this rank keeps its shard.
+            idx = sampler.next(B)
+            z, c_fake = sample_latents(latent_gen, B, mcfg, labels, device)
+            aug_real = aug.sample_params(ctx.policy, B, R, R, aug_gen, device)
+            aug_fake = aug.sample_params(ctx.policy, B, R, R, aug_gen, device)
+            real_u8, c_real = dataset.get_batch(idx[shard])
             real = to_float(real_u8, device)
             c_real = c_real.to(device) if c_real is not None else None
+            terms = d_step(G, D, opt_D, real, c_real, z[shard], local_part(c_fake), ctx,
+                           local_part(aug_real), local_part(aug_fake))
             z, c_fake = sample_latents(latent_gen, B, mcfg, labels, device)
-            terms = d_step(G, D, opt_D, real, c_real, z, c_fake, ctx)
-            z, c_fake = sample_latents(latent_gen, B, mcfg, labels, device)
-            terms.update(g_step(G, D, opt_G, z, c_fake, ctx))
+            aug_g = aug.sample_params(ctx.policy, B, R, R, aug_gen, device)
+            terms.update(g_step(G, D, opt_G, z[shard], local_part(c_fake), ctx, local_part(aug_g)))
             cur_nimg += B
             step += 1
             steps_this_process += 1
@@ -386,21 +547,23 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
             if cur_nimg >= next_tick or cur_nimg >= total:
                 tick += 1
                 now = time.time()
-                line = {"tick": tick, "kimg": cur_nimg / 1000, "step": step,
-                        "img_per_s": (cur_nimg - tick_nimg0) / max(now - tick_start, 1e-9),
-                        "seconds": now - t0, "blur_sigma": ctx.blur_sigma,
-                        **{k: float(np.mean(v)) for k, v in acc.items()}}
-                with open(stats_path, "a") as f:
-                    f.write(json.dumps(line) + "\n")
-                snapshot_grids()
+                means = dist.mean({k: float(np.mean(v)) for k, v in acc.items()})
+                if dist.main:
+                    line = {"tick": tick, "kimg": cur_nimg / 1000, "step": step,
+                            "img_per_s": (cur_nimg - tick_nimg0) / max(now - tick_start, 1e-9),
+                            "seconds": now - t0, "blur_sigma": ctx.blur_sigma, **means}
+                    with open(stats_path, "a") as f:
+                        f.write(json.dumps(line) + "\n")
+                    snapshot_grids()
                 if tick % cfg.snapshot_ticks == 0 or cur_nimg >= total:
                     save(final=cur_nimg >= total)
                 acc, tick_start, tick_nimg0 = {}, time.time(), cur_nimg
                 next_tick += tick_nimg
     finally:
         bar.close()
-    if not (run_dir / "generator.pt").exists():
-        save(final=True)
+    if dist.main and not (run_dir / "generator.pt").exists():
+        save_checkpoint(run_dir / "generator.pt", G_ema, train_config=cfg.to_dict(), cur_nimg=cur_nimg)
+    dist.barrier()
     return run_dir
 
 
@@ -417,6 +580,48 @@ def _truncate_stats(path: Path, cur_nimg: int) -> None:
 def read_stats(run_dir) -> list[dict]:
     path = Path(run_dir) / "stats.jsonl"
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
+
+
+def launch(cfg: TrainConfig, run_dir, nproc: int, resume=None, progress: bool = True) -> Path:
+    """Run `train(cfg, run_dir)` as a torchrun job of `nproc` processes (gloo on CPU, NCCL on GPUs),
+    following its progress from stats.jsonl; for notebooks. On a CPU each process gets
+    cpu_count // nproc threads. Raises with the job's last output if it fails."""
+    import subprocess
+    import tempfile
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc: expected a positive integer, got {nproc!r}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    request = run_dir / "train_request.json"
+    request.write_text(json.dumps(cfg.to_dict(), indent=2))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "polyinr.train", "--preset", cfg.preset, "--config", str(request), "--run-dir", str(run_dir),
+           "--no-progress"] + (["--resume", str(resume)] if resume else [])
+    env = dict(os.environ)
+    if not torch.cuda.is_available():
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    stats_path = run_dir / "stats.jsonl"
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        bar = tqdm(total=cfg.kimg, unit="kimg", disable=not progress, desc=f"train x{nproc}")
+        seen = 0
+        while True:
+            done = proc.poll() is not None
+            lines = stats_path.read_text().splitlines() if stats_path.is_file() else []
+            for ln in lines[seen:]:
+                rec = json.loads(ln)
+                bar.n = min(rec["kimg"], cfg.kimg)
+                bar.set_postfix(d=f"{rec['d_loss']:.3f}", g=f"{rec['g_loss']:.3f}", ips=f"{rec['img_per_s']:.0f}")
+                bar.refresh()
+            seen = len(lines)
+            if done:
+                break
+            time.sleep(1.0)
+        bar.close()
+        if proc.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"torchrun job failed (exit {proc.returncode}): {' '.join(cmd)}\n" + log.read()[-4000:])
+    return run_dir
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -439,7 +644,8 @@ def main(argv=None) -> int:
     import yaml
     overrides = {}
     if args.config:
-        overrides.update(yaml.safe_load(Path(args.config).read_text()) or {})
+        text = Path(args.config).read_text()   # JSON, or YAML (note: YAML reads 1e-8 as a string; write 1.0e-8)
+        overrides.update((json.loads(text) if args.config.endswith(".json") else yaml.safe_load(text)) or {})
     overrides.update({k: yaml.safe_load(v) for k, v in args.set})
     for name in ["kimg", "resolution", "batch", "dataset", "seed", "discriminator", "precision", "backbone_weights"]:
         if getattr(args, name) is not None:

@@ -21,3 +21,13 @@ def test_render_bench_json(capsys):
     expected = bench.flops_per_pixel(get_preset("letters")) * 2 * 64 / out["seconds"] / 1e9
     assert abs(out["model_gflops_per_s"] - expected) / expected < 0.01
     assert abs(out["roofline_ratio"] - out["model_gflops_per_s"] / out["gemm_gflops_per_s"]) < 0.01
+
+
+def test_gpu_check_code_path_on_cpu(tmp_path, capsys):
+    """`bench gpu` needs a GPU for real numbers; --quick runs the same code at toy sizes."""
+    assert bench.main(["gpu", "--device", "cpu", "--quick", "--out", str(tmp_path / "gpu.jsonl")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["bench"] for r in rows] == ["render", "render", "train"]
+    assert {r["dtype"] for r in rows[:2]} == {"float32", "bfloat16"}
+    assert rows[2]["discriminator"] == "projected" and rows[2]["img_per_s"] > 0
+    assert (tmp_path / "gpu.jsonl").read_text().count("\n") == 3

@@ -210,3 +210,12 @@ def test_config_round_trip():
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({**cfg.to_dict(), "depth": 3})
     assert dataclasses.replace(cfg, width=8).width == 8
+
+
+def test_unconditional_w_avg_decays_once_per_batch():
+    G = polyinr.build_generator("ffhq", width=16, levels=2, w_avg_beta=0.9)
+    G.mapping.w_avg.fill_(2.0)
+    z = torch.randn(5, 64)
+    w = G.mapping(z)[:, 0]
+    G.mapping(z, update_w_avg=True)
+    assert torch.allclose(G.mapping.w_avg, 0.9 * 2.0 + 0.1 * w.mean(0), atol=1e-6)

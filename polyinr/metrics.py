@@ -1,5 +1,12 @@
 """Evaluation: the letters classifier (class consistency, and the feature space of the offline
-letters metrics) and a frozen timm classifier for classifier guidance.
+letters metrics), a frozen timm classifier for classifier guidance, and the command line of the
+metrics (implemented in `polyinr.evaluation` and `polyinr.fid`):
+
+    python -m polyinr.metrics --network CKPT --metrics LIST [--num N] [--resolution R] [--out FILE]
+        [--inception-weights PATH] [--psi 1.0] [--seed 0] [--hires-num 1000] [--reference-num M] [--device cpu]
+    python -m polyinr.metrics --bench [--num 10000]      # one JSON line: seconds for N samples
+
+LIST is comma-separated: letters, hires, fid, kid, is, pr, sfid, fid_random.
 
 The letters classifier is a small CNN trained on the training fonts of the embedded letters data
 (seconds on a CPU, deterministic, cached on disk); its accuracy on the held-out fonts is recorded
@@ -7,6 +14,7 @@ with it. Class consistency is the share of generated samples it assigns to their
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -18,19 +26,23 @@ CLASSIFIER_VERSION = 1
 
 class LettersCNN(nn.Module):
     """1-channel images in [-1, 1] of any size >= 16 -> 26 logits; `features` gives the 64-d
-    penultimate representation."""
+    penultimate representation. `stem` > 0 puts that many learned stride-2 blocks (4x4 conv, batch
+    norm, ReLU, 16 channels) in front of the body, so a classifier for 2^stem x 16 px images sees every
+    pixel yet runs its body on a 16 x 16 map (the higher-resolution letters metrics use this)."""
 
-    def __init__(self, num_classes: int = 26, channels: int = 1):
+    def __init__(self, num_classes: int = 26, channels: int = 1, stem: int = 0):
         super().__init__()
         def block(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
                                  nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
                                  nn.MaxPool2d(2))
-        self.body = nn.Sequential(block(channels, 16), block(16, 32), block(32, 64))
+        self.stem = nn.Sequential(*[nn.Sequential(nn.Conv2d(channels if i == 0 else 16, 16, 4, stride=2, padding=1),
+                                                  nn.BatchNorm2d(16), nn.ReLU()) for i in range(stem)])
+        self.body = nn.Sequential(block(16 if stem else channels, 16), block(16, 32), block(32, 64))
         self.head = nn.Linear(64, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))                       # [B, 64]
+        return self.body(self.stem(x)).mean(dim=(2, 3))            # [B, 64]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -56,8 +68,9 @@ def accuracy(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, ba
 
 
 def train_letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 4, batch: int = 128,
-                             progress: bool = False) -> tuple[LettersCNN, dict]:
-    """Train the CNN on the letters training fonts; evaluate on the held-out fonts."""
+                             progress: bool = False, stem: int = 0) -> tuple[LettersCNN, dict]:
+    """Train the CNN (with `stem` stride-2 blocks) on the letters training fonts; evaluate on the
+    held-out fonts."""
     from tqdm.auto import tqdm
 
     from .data import letters
@@ -66,7 +79,7 @@ def train_letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = LettersCNN(train_set.num_classes, train_set.channels)
+        model = LettersCNN(train_set.num_classes, train_set.channels, stem)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     steps = epochs * (len(train_set) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
@@ -85,7 +98,7 @@ def train_letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 
     info = {"resolution": resolution, "seed": seed, "epochs": epochs, "train_size": len(X),
             "train_accuracy": accuracy(model, X, Y), "heldout_accuracy": accuracy(model, test_set.images, test_set.labels),
             "heldout_fonts": sorted({f["name"] for f in _fonts() if f["split"] == "test"}),
-            "train_seconds": time.time() - t0, "version": CLASSIFIER_VERSION}
+            "train_seconds": time.time() - t0, "version": CLASSIFIER_VERSION, "stem": stem}
     return model.eval(), info
 
 
@@ -95,18 +108,23 @@ def _fonts():
 
 
 def letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 4, cache: bool = True,
-                       return_info: bool = False):
-    """The cached letters classifier (trained on first use, seconds on a CPU), frozen in eval mode."""
+                       return_info: bool = False, stem: int = 0):
+    """The cached letters classifier (trained on first use, seconds on a CPU), frozen in eval mode.
+    `stem`: stride-2 input blocks (see LettersCNN); the body then sees resolution / 2**stem pixels."""
     from .checkpoint import atomic_save
     from .data import cache_dir
-    path = cache_dir() / "classifiers" / f"letters-v{CLASSIFIER_VERSION}-r{resolution}-e{epochs}-s{seed}.pt"
+    if isinstance(stem, bool) or not isinstance(stem, int) or stem < 0 or (stem and resolution < 16 * 2 ** stem):
+        raise ValueError(f"stem: expected an integer >= 0 with resolution / 2**stem >= 16, got stem={stem!r} "
+                         f"at resolution {resolution}")
+    tag = f"-stem{stem}" if stem else ""
+    path = cache_dir() / "classifiers" / f"letters-v{CLASSIFIER_VERSION}-r{resolution}-e{epochs}-s{seed}{tag}.pt"
     if cache and path.is_file():
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        model = LettersCNN(26, 1)
+        model = LettersCNN(26, 1, stem)
         model.load_state_dict(ck["state_dict"])
-        info = ck["info"]
+        info = {"stem": stem, **ck["info"]}
     else:
-        model, info = train_letters_classifier(resolution, seed, epochs)
+        model, info = train_letters_classifier(resolution, seed, epochs, stem=stem)
         if cache:
             atomic_save({"state_dict": model.state_dict(), "info": info}, path)
     model = model.eval().requires_grad_(False)
@@ -156,3 +174,13 @@ class TimmClassifier(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         return self.net(((x + 1) / 2 - self.mean) / self.std)
+
+
+def main(argv=None) -> int:
+    """`python -m polyinr.metrics`: see `polyinr.evaluation.main`."""
+    from .evaluation import main as _main
+    return _main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

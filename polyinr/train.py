@@ -62,6 +62,13 @@ def autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+def grad_scalers(cfg: TrainConfig, device: torch.device) -> dict | None:
+    """fp16 needs loss scaling (its exponent range is narrow); bf16 and fp32 do not."""
+    if cfg.precision != "fp16":
+        return None
+    return {"D": torch.amp.GradScaler(device.type), "G": torch.amp.GradScaler(device.type)}
+
+
 def model_config_for(cfg: TrainConfig, dataset) -> ModelConfig:
     """The preset with the run's overrides; classes, channels and resolution follow the dataset."""
     return get_preset(cfg.preset, **{**cfg.g_overrides, "num_classes": dataset.num_classes,
@@ -175,6 +182,21 @@ class StepContext:
     cls_weight: float = 0.0
     micro: int | None = None          # micro-batch size (gradient accumulation); None = the whole batch
     dist: Dist | None = None
+    scalers: dict | None = None       # {"D": GradScaler, "G": GradScaler} for fp16 (None otherwise)
+
+    def backward(self, loss, which: str) -> None:
+        scaler = self.scalers[which] if self.scalers else None
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def step(self, opt, which: str) -> None:
+        """Optimizer step; with a grad scaler, unscale (skipping the step on inf/NaN grads) and update
+        the scale. Gradients are all-reduced before this, so every rank takes the same decision."""
+        scaler = self.scalers[which] if self.scalers else None
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
 
     def d_input(self, x, params=None):
         """Blur, then DiffAugment with drawn `params` (drawn here from aug_gen when None)."""
@@ -228,13 +250,13 @@ def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None
         bad = _nonfinite(terms)
         if bad:
             break
-        (terms["loss"] * w).backward()
+        ctx.backward(terms["loss"] * w, "D")
         for k, name in (("loss", "d_loss"), ("d_real", "d_real"), ("d_fake", "d_fake")):
             out[name] += terms[k].item() * w
     _check_finite(bad, "D", ctx)
     if ctx.dist is not None:
         ctx.dist.all_reduce_grads(D.parameters())
-    opt_D.step()
+    ctx.step(opt_D, "D")
     return out
 
 
@@ -259,11 +281,11 @@ def g_step(G, D, opt_G, z, c, ctx: StepContext, aug_fake=None) -> dict:
         bad = _nonfinite({"g_loss": loss})
         if bad:
             break
-        (loss * w).backward()
+        ctx.backward(loss * w, "G")
     _check_finite(bad, "G", ctx)
     if ctx.dist is not None:
         ctx.dist.all_reduce_grads(G.parameters())
-    opt_G.step()
+    ctx.step(opt_G, "G")
     return out
 
 
@@ -453,6 +475,10 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
         else:
             stage_from = {"checkpoint": str(path), "resolution": ck_train.resolution if ck_train else None}
 
+    scalers = grad_scalers(cfg, device)
+    if scalers and resume is not None and "scalers" in ck:
+        for k, s in scalers.items():
+            s.load_state_dict(ck["scalers"][k])
     if cfg.compile:
         G.synthesis.evaluate = torch.compile(G.synthesis.evaluate)
 
@@ -472,7 +498,7 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
 
     ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=aug_gen, autocast=autocast(cfg, device),
                       classifier=build_classifier(cfg, device), cls_weight=cfg.cls_weight, micro=micro,
-                      dist=dist if dist.world > 1 else None)
+                      dist=dist if dist.world > 1 else None, scalers=scalers)
     grid_z, grid_c, grid_cols = grid_latents(mcfg, cfg.grid_rows, cfg.seed, device)
     if dist.main and not (run_dir / "samples" / "reals.png").exists():
         idx = torch.arange(min(len(dataset), grid_cols * cfg.grid_rows))
@@ -489,6 +515,8 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
                      "train_config": cfg.to_dict(), "sampler": sampler.state_dict(),
                      "latent_gen": latent_gen.get_state(), "aug_gen": aug_gen.get_state(), "rng": rngs[0],
                      "rng_ranks": rngs, "world_size": dist.world}
+            if scalers:
+                extra["scalers"] = {k: s.state_dict() for k, s in scalers.items()}
             save_checkpoint(run_dir / "latest.pt", G, **extra)
             if final:
                 save_checkpoint(run_dir / "generator.pt", G_ema, train_config=cfg.to_dict(), cur_nimg=cur_nimg)

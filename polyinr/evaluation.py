@@ -1,0 +1,560 @@
+"""Evaluating a generator: fixed-seed sampling, offline letters metrics with real-vs-real floors, the
+higher-resolution protocol (paper Table 3), Inception metrics through torch-fidelity, protocol
+records, a benchmark and the command line (`python -m polyinr.metrics`).
+
+Sampling: sample k (0 <= k < N) draws, from numpy.random.default_rng([seed, k]), first its class by
+the inverse CDF of the reference set's label distribution, then z ~ N(0, I); so sample k is the same
+image in every run, whatever N and the batch size. Images are quantised to uint8 the StyleGAN way,
+(x * 127.5 + 128).clamp(0, 255), before any feature extractor sees them, like the real data.
+
+Letters metrics live in the feature space of the letters classifier (`LettersCNN.features`, 64-d),
+one classifier per resolution trained on true glyphs at that resolution, and are named `*_letters`
+so nobody takes them for Inception FID. Each comes with its real-vs-real floor: the same metric for N
+fresh real images (the 20 training faces with new jitter, `floor_seed`) against the same reference
+(the training split), so both share the sample sizes and thus the finite-sample bias.
+
+Higher resolution (Table 3): a model trained at R renders at kR on the denser grid, and the baseline
+upsamples the native R render with bicubic interpolation; both are scored against true letters
+rendered at kR from the fonts. `alignment="centers"` (default) places the dense grid on the pixel
+centres of the kR image, the geometry of the data (a 16 px pixel c is the canvas box around
+(c + 0.5) / 16, which the model learned at x = c / 15), and pairs it with bicubic
+align_corners=False; "corners" is the paper's CoordinateGrid on [0, 1] with align_corners=True, which
+magnifies by R / (R - 1) relative to the data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import fid as _fid
+
+KS = (2, 4, 8)
+FLOOR_SEED = 1
+DEFAULT_CHECKPOINT = "experiments/results/02_train/generator.pt"
+INCEPTION_METRICS = ("fid", "kid", "is", "pr", "sfid")
+ALL_METRICS = ("letters", "hires", "fid_random") + INCEPTION_METRICS
+BICUBIC = "torch.nn.functional.interpolate(mode='bicubic', a=-0.75), clamped by uint8 quantisation"
+
+
+# ------------------------------------------------------------------------------------------ sampling
+
+
+def sample_codes(num: int, seed: int, z_dim: int, class_probs=None, start: int = 0):
+    """Latents of samples start .. start + num - 1: z [num, z_dim] float32 and classes [num] int64
+    (None without class_probs). Sample k uses numpy.random.default_rng([seed, k]) only."""
+    cdf = None if class_probs is None else np.cumsum(np.asarray(class_probs, np.float64) / np.sum(class_probs))
+    z = np.empty((num, z_dim), np.float32)
+    c = np.empty(num, np.int64)
+    for i in range(num):
+        rng = np.random.default_rng([seed, start + i])
+        if cdf is not None:
+            c[i] = min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)
+        z[i] = rng.standard_normal(z_dim)
+    return torch.from_numpy(z), (None if cdf is None else torch.from_numpy(c))
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float -> uint8 (StyleGAN convention)."""
+    return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def grid_extent(train_resolution: int, resolution: int, alignment: str = "centers"):
+    """Extent of a resolution x resolution render of a model trained at train_resolution. "centers":
+    pixel centres of the denser image, e = (1 - R/r) / (2 (R - 1)) beyond [0, 1] on each side (so the
+    spacing is exactly 1 / (k (R - 1)), k = r / R); "corners": [0, 1], the paper's CoordinateGrid."""
+    if alignment not in ("centers", "corners"):
+        raise ValueError(f"alignment: expected 'centers' or 'corners', got {alignment!r}")
+    if alignment == "corners" or resolution == train_resolution:
+        return ((0.0, 1.0), (0.0, 1.0))
+    e = (0.5 - 0.5 * train_resolution / resolution) / (train_resolution - 1)
+    return ((-e, 1 + e), (-e, 1 + e))
+
+
+def upsample(x: torch.Tensor, k: int, alignment: str = "centers") -> torch.Tensor:
+    """Bicubic upsampling by k of float images [B, C, R, R], aligned like `grid_extent`."""
+    return F.interpolate(x, scale_factor=k, mode="bicubic", align_corners=alignment == "corners")
+
+
+def sample_batches(G, num: int, seed: int = 0, psi: float = 1.0, class_probs=None, batch: int = 256,
+                   device="cpu", progress: bool = False, desc: str = "samples"):
+    """Yield (start, c [B] or None, ws [B, L, w_dim]) for samples 0 .. num - 1."""
+    from tqdm.auto import tqdm
+    if G.cfg.conditional and class_probs is None:
+        class_probs = np.ones(G.cfg.num_classes)
+    probs = class_probs if G.cfg.conditional else None
+    with tqdm(total=num, desc=desc, disable=not progress, leave=False) as bar:
+        for s in range(0, num, batch):
+            z, c = sample_codes(min(batch, num - s), seed, G.cfg.z_dim, probs, start=s)
+            with torch.inference_mode():
+                ws = G.mapping(z.to(device), None if c is None else c.to(device), psi=psi)
+            yield s, c, ws
+            bar.update(len(z))
+
+
+# -------------------------------------------------------------------------------------------- reals
+
+
+def real_letters(resolution: int, n: int | None = None, split: str = "train", seed: int = 0):
+    """Real letters, uint8 [n, 1, R, R] and labels [n]. n=None: the split itself,
+    `polyinr.data.letters(resolution, split, seed=seed)`. Otherwise n distinct glyphs of the virtual
+    split with V = ceil(n / (faces * 26)) jittered variants drawn under `seed`: the first n of a fixed
+    permutation, rendered directly, so the same n glyphs at every resolution."""
+    from .data import LETTERS, letter_fonts, letter_params, letters, render_letter
+    if n is None:
+        ds = letters(resolution, split, seed=seed)
+        return ds.images, ds.labels
+    fonts = [(i, f) for i, f in enumerate(letter_fonts()) if f["split"] == split]
+    per_variant = len(fonts) * len(LETTERS)
+    V = max(1, math.ceil(n / per_variant))
+    order = np.random.default_rng([seed, 1_000_003]).permutation(per_variant * V)[:n]
+    images = np.empty((n, 1, resolution, resolution), np.uint8)
+    labels = np.empty(n, np.int64)
+    for j, i in enumerate(order):                          # i = (face * 26 + letter) * V + variant
+        fi, li, v = i // (26 * V), (i // V) % 26, i % V
+        gi, font = fonts[fi]
+        images[j, 0] = render_letter(font, LETTERS[li], letter_params(seed, gi, li, int(v)), resolution)
+        labels[j] = li
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def true_glyphs(labels, resolution: int, seed: int = FLOOR_SEED) -> torch.Tensor:
+    """Real glyphs of the given classes, for figures: sample i is letter labels[i] of training face
+    i mod 20 with jitter variant i under `seed`, uint8 [n, 1, R, R]."""
+    from .data import LETTERS, letter_fonts, letter_params, render_letter
+    fonts = [(i, f) for i, f in enumerate(letter_fonts()) if f["split"] == "train"]
+    out = np.empty((len(labels), 1, resolution, resolution), np.uint8)
+    for i, li in enumerate(int(v) for v in labels):
+        gi, font = fonts[i % len(fonts)]
+        out[i, 0] = render_letter(font, LETTERS[li], letter_params(seed, gi, li, i), resolution)
+    return torch.from_numpy(out)
+
+
+# ---------------------------------------------------------------------------------- letters features
+
+
+@torch.inference_mode()
+def letters_features(clf, images_u8: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """LettersCNN.features of uint8 images [N, 1, H, W] -> float32 [N, 64] (on the CPU)."""
+    device = next(clf.parameters()).device
+    return torch.cat([clf.features(images_u8[i:i + batch].to(device).float() / 127.5 - 1).float().cpu()
+                      for i in range(0, len(images_u8), batch)]) if len(images_u8) else torch.empty(0, 64)
+
+
+@torch.inference_mode()
+def letters_predict(clf, features: torch.Tensor) -> torch.Tensor:
+    return clf.head(features.to(next(clf.parameters()).device)).argmax(1).cpu()
+
+
+def stem_for(k: int) -> int:
+    """Stride-2 stem blocks of the letters classifier for k-times the training resolution: log2 k,
+    so its body sees the same R x R map as the 1x classifier while the stem sees every kR pixel."""
+    stem = round(math.log2(k)) if k >= 1 else -1
+    if stem < 0 or 2 ** stem != k:
+        raise ValueError(f"ks: expected powers of two (1, 2, 4, 8, ...), got {k!r}")
+    return stem
+
+
+def random_letters_cnn(seed: int = 0, stem: int = 0):
+    """An untrained LettersCNN from `seed` (random-feature letters metrics; smoke runs)."""
+    from .metrics import LettersCNN
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LettersCNN(stem=stem).eval().requires_grad_(False)
+
+
+def reference_features(clf, resolution: int, n: int | None = None, split: str = "train", seed: int = 0) -> dict:
+    """Features of the real reference set (see `real_letters`) under `clf`, cached as .npz under
+    cache_dir()/eval keyed by dataset, split, seed, n, resolution and the extractor's SHA-256.
+    Returns {"features", "labels", "mu", "sigma", "path", "extractor_sha256"}."""
+    from .data import cache_dir
+    sha = _fid.module_sha256(clf)
+    path = cache_dir() / "eval" / f"letters-{split}-s{seed}-n{n or 'all'}-r{resolution}-lettersCNN-{sha[:16]}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            feats, labels = torch.from_numpy(z["features"]), torch.from_numpy(z["labels"])
+    else:
+        images, labels = real_letters(resolution, n, split, seed)
+        feats = letters_features(clf, images)
+        mu, sigma = _fid.feature_statistics(feats)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, features=feats.numpy(), labels=labels.numpy(), mu=mu, sigma=sigma)
+        tmp.replace(path)
+    mu, sigma = _fid.feature_statistics(feats)
+    return {"features": feats, "labels": labels, "mu": mu, "sigma": sigma, "path": str(path), "extractor_sha256": sha}
+
+
+def scores(gen, ref, k: int = 3, kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """fd, kid, kid_std, precision, recall of features gen [N, d] against ref [M, d]."""
+    out = {"fd": _fid.fd_features(gen, ref)}
+    kd = _fid.kid(gen, ref, subsets=kid_subsets, subset_size=kid_subset_size)
+    out.update(kid=kd["kid"], kid_std=kd["kid_std"])
+    out.update(_fid.precision_recall(gen, ref, k=k))
+    return out
+
+
+def _named(s: dict, tag: str) -> dict:
+    """{"fd": v} -> {"fd_letters<tag>": v}, kid_std -> kid_letters_std<tag>."""
+    out = {}
+    for key, v in s.items():
+        base, std = (key[:-4], "_std") if key.endswith("_std") else (key, "")
+        out[f"{base}_letters{std}{tag}"] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------ records
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+    try:
+        tf_version = version("torch-fidelity")          # without importing it (torchvision: seconds)
+    except PackageNotFoundError:
+        tf_version = None
+    return {"polyinr": __version__, "torch": torch.__version__, "torch_fidelity": tf_version, "numpy": np.__version__}
+
+
+def load_network(network, device="cpu"):
+    """A checkpoint path or a Generator -> (G on device, {"checkpoint", "checkpoint_sha256", ...})."""
+    from .checkpoint import load_checkpoint, load_generator
+    if isinstance(network, torch.nn.Module):
+        return network.to(device).eval(), {"checkpoint": None, "checkpoint_sha256": None,
+                                           "generator_state_sha256": _fid.module_sha256(network)}
+    from .experiments import resolve
+    path = resolve(network)
+    ck = load_checkpoint(path)
+    info = {"checkpoint": str(network), "checkpoint_sha256": _fid.sha256_file(path), "preset": ck.get("preset"),
+            "train_config": ck.get("train_config")}
+    return load_generator(path).to(device), info
+
+
+def _protocol(G, net_info: dict, num: int, seed: int, psi: float, **extra) -> dict:
+    return {"num": num, "seed": seed, "psi": psi,
+            "sample_seeds": f"sample k in [0, {num}): numpy.random.default_rng([{seed}, k]) draws its class "
+                            f"(inverse CDF of the reference label distribution), then z ~ N(0, I)",
+            "quantisation": "uint8 = (x * 127.5 + 128).clamp(0, 255) (StyleGAN), reals are uint8",
+            "train_resolution": G.cfg.resolution, **net_info, "packages": versions(), **extra}
+
+
+# ------------------------------------------------------------------------------------ letters metrics
+
+
+def evaluate_letters(network, num: int = 10000, seed: int = 0, psi: float = 1.0, ks=KS, hires_num: int = 1000,
+                     classifiers: dict | None = None, classifier_epochs: int = 4, reference_n: int | None = None,
+                     floor_seed: int = FLOOR_SEED, floors: bool = True, alignment: str = "centers",
+                     batch: int = 256, device="cpu", progress: bool = True, keep: int = 8) -> dict:
+    """Letters metrics of a generator at its training resolution R (num samples) and, for k in ks,
+    the higher-resolution table (the first hires_num samples rendered on the denser grid and
+    bicubic-upsampled), each with its real-vs-real floor. `classifiers` maps resolution -> LettersCNN
+    (default: `letters_classifier(resolution, epochs=classifier_epochs)` for R and every kR).
+    Returns {"metrics": flat dict, "protocol", "examples", "seconds"}."""
+    from .metrics import letters_classifier
+    from .render import render
+    G, net_info = load_network(network, device)
+    R = G.cfg.resolution
+    ks = tuple(int(k) for k in ks)
+    res = [R] + [k * R for k in ks]
+    n_hi = min(hires_num, num) if ks else 0
+    t = {"setup": time.perf_counter()}
+    clf_info = {}
+    if classifiers is None:
+        classifiers = {}
+        for k, r in zip((1,) + ks, res):
+            classifiers[r], info = letters_classifier(r, epochs=classifier_epochs, stem=stem_for(k), return_info=True)
+            clf_info[r] = {k: info.get(k) for k in ("epochs", "stem", "train_seconds", "heldout_accuracy",
+                                                     "train_accuracy")}
+    clfs = {r: classifiers[r].to(device) for r in res}
+    refs = {r: reference_features(clfs[r], r, n=reference_n) for r in res}
+    class_probs = np.bincount(refs[R]["labels"].numpy(), minlength=G.cfg.num_classes or 1)
+    t["setup"] = time.perf_counter() - t["setup"]
+
+    t["generate"] = time.perf_counter()
+    f1, labels, grid, bic = [], [], {k: [] for k in ks}, {k: [] for k in ks}
+    ex = {"native": [], "grid": {k: [] for k in ks}, "bicubic": {k: [] for k in ks}, "labels": []}
+    for s, c, ws in sample_batches(G, num, seed, psi, class_probs, batch, device, progress, "letters samples"):
+        img = render(G, ws, R, R)                                                     # [B, 1, R, R]
+        f1.append(letters_features(clfs[R], to_uint8(img)))
+        labels.append(c if c is not None else torch.zeros(len(ws), dtype=torch.long))
+        m, e = max(0, min(len(ws), n_hi - s)), max(0, min(len(ws), keep - s))
+        if e:
+            ex["native"].append(img[:e].cpu())
+            ex["labels"].append(labels[-1][:e])
+        for k in ks if m else ():
+            g = render(G, ws[:m], k * R, k * R, extent=grid_extent(R, k * R, alignment))
+            b = upsample(img[:m], k, alignment)
+            grid[k].append(letters_features(clfs[k * R], to_uint8(g)))
+            bic[k].append(letters_features(clfs[k * R], to_uint8(b)))
+            if e:
+                ex["grid"][k].append(g[:e].cpu())
+                ex["bicubic"][k].append(b[:e].clamp(-1, 1).cpu())
+    f1, labels = torch.cat(f1), torch.cat(labels)
+    t["generate"] = time.perf_counter() - t["generate"]
+
+    t["scores"] = time.perf_counter()
+    M = _named(scores(f1, refs[R]["features"]), "")
+    if G.cfg.conditional:
+        M["class_consistency_letters"] = (letters_predict(clfs[R], f1) == labels).double().mean().item()
+    for k in ks:
+        M.update(_named(scores(torch.cat(grid[k]), refs[k * R]["features"]), f"_grid_x{k}"))
+        M.update(_named(scores(torch.cat(bic[k]), refs[k * R]["features"]), f"_bicubic_x{k}"))
+        if G.cfg.conditional:
+            for name, fs in (("grid", grid[k]), ("bicubic", bic[k])):
+                M[f"class_consistency_letters_{name}_x{k}"] = \
+                    (letters_predict(clfs[k * R], torch.cat(fs)) == labels[:n_hi]).double().mean().item()
+    if ks:                                                       # the k = 1 column of the table
+        M.update(_named(scores(f1[:n_hi], refs[R]["features"]), "_grid_x1"))
+        if G.cfg.conditional:
+            M["class_consistency_letters_grid_x1"] = \
+                (letters_predict(clfs[R], f1[:n_hi]) == labels[:n_hi]).double().mean().item()
+    t["scores"] = time.perf_counter() - t["scores"]
+
+    t["floors"] = time.perf_counter()
+    floor_info = {}
+    if floors:
+        for r, n, tags in [(R, num, [""])] + [(k * R, n_hi, [f"_x{k}"]) for k in ks] + \
+                          ([(R, n_hi, ["_x1"])] if ks else []):
+            imgs, lab = real_letters(r, n, "train", floor_seed)
+            fr = letters_features(clfs[r], imgs)
+            s = scores(fr, refs[r]["features"])
+            s["class_consistency"] = (letters_predict(clfs[r], fr) == lab).double().mean().item()
+            for tag in tags:
+                M.update(_named(s, f"_real_floor{tag}"))
+        held = letters_features(clfs[R], real_letters(R, None, "test", 0)[0])
+        M["fd_letters_heldout_fonts"] = _fid.fd_features(held, refs[R]["features"])
+        floor_info = {"dataset": "letters", "split": "train", "seed": floor_seed, "num": num, "num_hires": n_hi,
+                      "description": "fresh real draws (training faces, jitter seed "
+                                     f"{floor_seed}) of the same size as the generated set, scored against "
+                                     "the same reference; class_consistency floor = classifier accuracy on them",
+                      "heldout_fonts": "fd_letters_heldout_fonts: the 780-image test split (3 held-out faces) "
+                                       "vs the reference"}
+    t["floors"] = time.perf_counter() - t["floors"]
+
+    examples = {"labels": torch.cat(ex["labels"]) if ex["labels"] else None,
+                "native": torch.cat(ex["native"]) if ex["native"] else None,
+                "grid": {k: torch.cat(v) for k, v in ex["grid"].items() if v},
+                "bicubic": {k: torch.cat(v) for k, v in ex["bicubic"].items() if v}}
+    protocol = _protocol(
+        G, net_info, num, seed, psi, num_hires=n_hi, ks=list(ks),
+        reference={"dataset": "letters", "split": "train", "seed": 0, "n": len(refs[R]["features"]),
+                   "description": "the training split (20 faces x 26 letters x 10 jittered variants) rendered "
+                                  "from the fonts at each resolution"},
+        floor=floor_info,
+        extractor="letters-cnn: LettersCNN.features (64-d), one classifier per resolution trained on true glyphs "
+                  "at that resolution; at kR with log2(k) learned stride-2 stem blocks before the same body",
+        extractor_sha256={str(r): refs[r]["extractor_sha256"] for r in res},
+        classifiers={str(r): v for r, v in clf_info.items()},
+        resize_filter=f"none at 1x; higher resolution: denser grid vs bicubic ({BICUBIC}), "
+                      f"align_corners={alignment == 'corners'}",
+        render={"dtype": "float32", "alignment": alignment,
+                "extents": {str(k): grid_extent(R, k * R, alignment) for k in ks}},
+        kid={"subsets": 100, "subset_size": f"min(1000, sizes)", "kernel": "(x.y / d + 1)^3", "estimator": "unbiased"},
+        precision_recall={"k": 3})
+    return {"metrics": M, "protocol": protocol, "examples": examples, "seconds": t}
+
+
+# ---------------------------------------------------------------------------------- Inception metrics
+
+
+def _dataset_for(net_info: dict, dataset: str | None):
+    if dataset:
+        return dataset
+    tc = net_info.get("train_config") or {}
+    return tc.get("dataset", "letters")
+
+
+def inception_reference(extractor, info: dict, dataset: str, resolution: int, n: int | None = None,
+                        sfid: bool = False, batch: int = 64, progress: bool = False) -> dict:
+    """Features of the dataset's training split at `resolution` under a torch-fidelity extractor,
+    cached as .npz under cache_dir()/eval keyed by dataset, resolution, n and extractor hash."""
+    from tqdm.auto import tqdm
+
+    from .data import cache_dir, load_dataset
+    name = Path(str(dataset)).stem
+    key = f"{name}-train-n{n or 'all'}-r{resolution}-{info['extractor']}-{info['extractor_sha256'][:16]}" \
+          f"-{'+'.join(info['features'])}{'-sfid' if sfid else ''}"
+    path = cache_dir() / "eval" / f"{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: torch.from_numpy(z[k]) for k in z.files} | {"path": str(path)}
+    if dataset == "letters":                             # the same reference sets as the letters metrics
+        images, labels = real_letters(resolution, n, "train", 0)
+        batches = [(images[i:i + batch], labels[i:i + batch]) for i in range(0, len(images), batch)]
+    else:
+        ds = load_dataset(dataset, resolution=resolution, split="train")
+        idx = np.arange(len(ds)) if n is None else np.sort(np.random.default_rng(0).permutation(len(ds))[:n])
+        batches = (ds.get_batch(torch.from_numpy(idx[i:i + batch])) for i in range(0, len(idx), batch))
+    out, labels = {}, []
+    for images, lab in tqdm(batches, desc="reference", disable=not progress, leave=False):
+        for k, v in _fid.extract(extractor, images, sfid=sfid).items():
+            out.setdefault(k, []).append(v)
+        if lab is not None:
+            labels.append(lab)
+    arrays = {k: torch.cat(v).numpy() for k, v in out.items()}
+    if labels:
+        arrays["labels"] = torch.cat(labels).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+    return {k: torch.from_numpy(v) for k, v in arrays.items()} | {"path": str(path)}
+
+
+def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inception-v3-compat",
+                       weights=None, num: int = 50000, seed: int = 0, psi: float = 1.0, dataset: str | None = None,
+                       resolution: int | None = None, reference_n: int | None = None, batch: int = 64,
+                       device="cpu", progress: bool = True, suffix: str = "") -> dict:
+    """FID / KID / IS / precision-recall / sFID (any of INCEPTION_METRICS) of `num` generated samples
+    against the training split of `dataset` (default: the checkpoint's), via a torch-fidelity
+    extractor: "inception-v3-compat" (weights as in `fid.inception_weights`), "inception-v3-random"
+    (random-feature FID) or any registered one. Keys: fid, kid, kid_std, is, is_std, precision,
+    recall, sfid, each + suffix."""
+    from .render import render
+    unknown = sorted(set(metrics) - set(INCEPTION_METRICS))
+    if unknown:
+        raise ValueError(f"metrics: unknown {unknown}; expected some of {list(INCEPTION_METRICS)}")
+    G, net_info = load_network(network, device)
+    R = resolution or G.cfg.resolution
+    dataset = _dataset_for(net_info, dataset)
+    ext, info = _fid.create_extractor(extractor, weights=weights, device=device)
+    sfid = "sfid" in metrics
+    ref = inception_reference(ext, info, dataset, R, reference_n, sfid=sfid, progress=progress)
+    lab = ref.get("labels")
+    probs = np.bincount(lab.numpy(), minlength=G.cfg.num_classes) if (lab is not None and G.cfg.conditional) else None
+    gen = {}
+    t0 = time.perf_counter()
+    for _, _, ws in sample_batches(G, num, seed, psi, probs, batch, device, progress, "inception samples"):
+        img = to_uint8(render(G, ws, R, R, extent=grid_extent(G.cfg.resolution, R)))
+        for k, v in _fid.extract(ext, img, sfid=sfid).items():
+            gen.setdefault(k, []).append(v)
+    gen = {k: torch.cat(v) for k, v in gen.items()}
+    cls = type(ext)
+    layer = {m: cls.get_default_feature_layer_for_metric(m) for m in ("fid", "kid", "prc", "isc")}
+    M = {}
+    if "fid" in metrics:
+        M["fid"] = _fid.fd_features(gen[layer["fid"]], ref[layer["fid"]])
+    if "kid" in metrics:
+        kd = _fid.kid(gen[layer["kid"]], ref[layer["kid"]])
+        M.update(kid=kd["kid"], kid_std=kd["kid_std"])
+    if "pr" in metrics:
+        M.update(_fid.precision_recall(gen[layer["prc"]], ref[layer["prc"]]))
+    if "is" in metrics:
+        M.update(_fid.inception_score(gen[layer["isc"]]))
+    if sfid:
+        M["sfid"] = _fid.fd_features(gen["sfid"], ref["sfid"])
+    M = {k + suffix: v for k, v in M.items()}
+    protocol = _protocol(
+        G, net_info, num, seed, psi, metrics=list(metrics), resolution=R,
+        reference={"dataset": dataset, "split": "train", "n": len(ref[layer["fid"]])},
+        extractor=info["extractor"], extractor_sha256=info["extractor_sha256"], weights_file=info["weights_file"],
+        weights_sha256=info["weights_sha256"], feature_layers=layer,
+        sfid_layer=f"{_fid.spatial_module_name(ext)}[:, :{_fid.SFID_CHANNELS}] (TF mixed_6/conv), 17x17 -> 2023"
+        if sfid else None,
+        resize_filter="torch-fidelity's TF1-compatible bilinear resize to the extractor's input (299 for "
+                      "Inception) inside the extractor; 1-channel images repeated to RGB",
+        kid={"subsets": 100, "subset_size": "min(1000, sizes)", "kernel": "(x.y / d + 1)^3"},
+        precision_recall={"k": 3}, seconds=time.perf_counter() - t0)
+    return {"metrics": M, "protocol": protocol}
+
+
+# ----------------------------------------------------------------------------------- entry points
+
+
+def evaluate(network, metrics=("letters",), num: int | None = None, resolution: int | None = None,
+             inception_weights=None, extractor: str = "inception-v3-compat", **kw) -> dict:
+    """Run metric groups: "letters" (fd/kid/precision/recall/class consistency + floors), "hires"
+    (the Table 3 protocol, implies letters), "fid", "kid", "is", "pr", "sfid" (Inception via
+    torch-fidelity), "fid_random" (random-feature Inception). Returns {"metrics", "protocol": {group: ...}}."""
+    metrics = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    unknown = sorted(set(metrics) - set(ALL_METRICS))
+    if unknown:
+        raise ValueError(f"metrics: unknown {unknown}; expected some of {list(ALL_METRICS)}")
+    G, _ = load_network(network)
+    if num is None:
+        num = 50000 if G.preset in ("imagenet", "ffhq") else 10000
+    out = {"metrics": {}, "protocol": {}}
+    common = {k: kw[k] for k in ("seed", "psi", "batch", "device", "progress") if k in kw}
+    if "letters" in metrics or "hires" in metrics:
+        if resolution not in (None, G.cfg.resolution):
+            raise ValueError(f"resolution: letters metrics evaluate at the training resolution "
+                             f"{G.cfg.resolution} (and kR with 'hires'), got {resolution}")
+        lk = {k: kw[k] for k in ("hires_num", "classifier_epochs", "reference_n", "alignment") if k in kw}
+        r = evaluate_letters(network, num, ks=KS if "hires" in metrics else (), **common, **lk)
+        out["metrics"].update(r["metrics"])
+        out["protocol"]["letters"] = r["protocol"]
+    inc = [m for m in metrics if m in INCEPTION_METRICS]
+    if "reference_n" in kw:
+        common["reference_n"] = kw["reference_n"]
+    if inc:
+        r = evaluate_inception(network, inc, extractor, inception_weights, num, resolution=resolution, **common)
+        out["metrics"].update(r["metrics"])
+        out["protocol"]["inception"] = r["protocol"]
+    if "fid_random" in metrics:
+        r = evaluate_inception(network, ["fid"], "inception-v3-random", None, num, resolution=resolution,
+                               suffix="_random", **common)
+        out["metrics"].update(r["metrics"])
+        out["protocol"]["fid_random"] = r["protocol"]
+    return out
+
+
+def bench(network=DEFAULT_CHECKPOINT, num: int = 10000, batch: int = 256, device="cpu") -> dict:
+    """Seconds to evaluate `num` samples of a letters model at 1x (render, letters features, FD, KID,
+    precision/recall, class consistency) with the classifier and reference statistics cached; the
+    setup (first use: classifier training, reference features) is timed separately."""
+    t0 = time.perf_counter()
+    evaluate_letters(network, num=16, ks=(), floors=False, progress=False, batch=batch, device=device)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = evaluate_letters(network, num=num, ks=(), floors=False, progress=False, batch=batch, device=device)
+    total = time.perf_counter() - t0
+    return {"bench": "letters_eval", "num": num, "seconds": total, "samples_per_s": num / total,
+            "stages": r["seconds"], "setup_seconds_first_call": setup, "threads": torch.get_num_threads(),
+            "device": str(device), "fd_letters": r["metrics"]["fd_letters"], **versions()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m polyinr.metrics", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--network", default=DEFAULT_CHECKPOINT, help="generator checkpoint (default: the reference letters model)")
+    ap.add_argument("--metrics", default="letters", help=f"comma-separated, of {','.join(ALL_METRICS)}")
+    ap.add_argument("--num", type=int, default=None, help="generated samples (default 50k for imagenet/ffhq, else 10k)")
+    ap.add_argument("--resolution", type=int, default=None, help="evaluation resolution (default: training resolution)")
+    ap.add_argument("--out", default=None, help="write {metrics, protocol} as JSON here")
+    ap.add_argument("--inception-weights", default=None,
+                    help=f"local {_fid.INCEPTION_FILE} (or set {_fid.INCEPTION_ENV})")
+    ap.add_argument("--psi", type=float, default=1.0, help="truncation psi")
+    ap.add_argument("--seed", type=int, default=0, help="sample k uses numpy default_rng([seed, k])")
+    ap.add_argument("--hires-num", type=int, default=1000, help="samples of the higher-resolution table")
+    ap.add_argument("--reference-num", type=int, default=None,
+                    help="real reference images (default: the whole training split; Inception on a CPU is slow)")
+    ap.add_argument("--alignment", default="centers", choices=["centers", "corners"])
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bench", action="store_true", help="print one JSON line: seconds to evaluate --num samples")
+    args = ap.parse_args(argv)
+    if args.bench:
+        print(json.dumps(bench(args.network, args.num or 10000, device=args.device)))
+        return 0
+    try:
+        r = evaluate(args.network, args.metrics, num=args.num, resolution=args.resolution,
+                     inception_weights=args.inception_weights, seed=args.seed, psi=args.psi,
+                     hires_num=args.hires_num, reference_n=args.reference_num, alignment=args.alignment,
+                     batch=args.batch, device=args.device)
+    except _fid.InceptionWeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.out:
+        from .experiments import write_json
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, r)
+    print(json.dumps(r["metrics"]))
+    return 0

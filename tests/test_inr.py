@@ -1,0 +1,280 @@
+"""Single-signal INRs (polyinr.inr): curvature, parameter budgets, overfitting, helpers, notebook 00."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from polyinr import inr
+
+BASELINES = ("relu", "pe", "ff", "siren")
+
+
+class _Monomial(nn.Module):
+    """f(x, y) = x^2 y: Hessian [[2y, 2x], [2x, 0]] (checks input_hessian itself)."""
+
+    def forward(self, v):
+        return (v[:, :1] ** 2 * v[:, 1:])
+
+
+def test_input_hessian_matches_a_hand_computed_polynomial():
+    v = torch.rand(7, 2, dtype=torch.float64)
+    H = inr.input_hessian(_Monomial(), v)
+    x, y = v[:, 0], v[:, 1]
+    ref = torch.stack([torch.stack([2 * y, 2 * x], -1), torch.stack([2 * x, torch.zeros_like(x)], -1)], -2)
+    assert H.shape == (7, 1, 2, 2)
+    assert torch.allclose(H[:, 0], ref)
+
+
+def test_relu_mlp_input_hessian_is_zero():
+    m = inr.relu_mlp(out_channels=3, width=32, depth=4).double()
+    pts = torch.rand(500, 2, dtype=torch.float64)
+    H = inr.input_hessian(m, pts)
+    assert H.shape == (500, 3, 2, 2)
+    assert torch.count_nonzero(H) == 0
+    # ... while the first derivative is not: the network is piecewise linear, not constant
+    assert inr.derivative_along_x(m, pts, order=1).abs().max() > 0
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_polyinr_input_hessian_is_not_zero(pure):
+    m = inr.poly_inr(out_channels=1, width=16, levels=4, pure=pure).double()
+    H = inr.input_hessian(m, torch.rand(200, 2, dtype=torch.float64))
+    nonzero = (H != 0).any(-1).any(-1).any(-1)
+    assert nonzero.all()
+    assert H.abs().mean() > 1e-3
+
+
+def test_two_level_identity_polyinr_has_a_constant_nonzero_hessian():
+    # pure form, slope 1: a polynomial of degree 2, so its Hessian is the same at every point
+    m = inr.poly_inr(out_channels=1, width=8, levels=2, pure=True, slope=1.0).double()
+    H = inr.input_hessian(m, torch.rand(50, 2, dtype=torch.float64))[:, 0]
+    assert torch.allclose(H, H[:1].expand_as(H), atol=1e-10)
+    assert H[0].abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", inr.MODEL_NAMES)
+@pytest.mark.parametrize("budget,channels", [(20_000, 1), (200_000, 3)])
+def test_every_model_meets_its_parameter_budget(name, budget, channels):
+    m = inr.build_inr(name, budget, channels)
+    n = inr.count_params(m)
+    assert abs(n - budget) <= 0.05 * budget
+    assert m(torch.rand(5, 2)).shape == (5, channels)
+    # the width is the closest one: one step either way is not closer
+    for w in (m.width - 1, m.width + 1):
+        with torch.device("meta"):
+            other = inr.count_params(inr.make_inr(name, channels, width=w))
+        assert abs(other - budget) >= abs(n - budget)
+
+
+def test_budget_errors_name_the_argument():
+    with pytest.raises(ValueError, match="budget"):
+        inr.build_inr("polyinr", 50, 3)                  # the heads alone are larger
+    with pytest.raises(ValueError, match="budget"):
+        inr.build_inr("relu", 0, 3)
+    with pytest.raises(ValueError, match="name"):
+        inr.build_inr("mlp", 10_000, 3)
+
+
+def test_parameter_counts_by_hand():
+    w, d, C = 10, 3, 2
+    assert inr.count_params(inr.relu_mlp(C, w, d)) == (2 * w + w) + (d - 1) * (w * w + w) + (w * C + C)
+    ff = inr.ff_mlp(C, w, d, n_features=16)
+    assert inr.count_params(ff) == (32 * w + w) + (d - 1) * (w * w + w) + (w * C + C)   # B is a fixed buffer
+    assert ff.encoding.B.requires_grad is False
+    pe = inr.pe_mlp(C, w, d, n_freqs=3)
+    assert inr.count_params(pe) == ((2 + 12) * w + w) + (d - 1) * (w * w + w) + (w * C + C)
+    p = inr.poly_inr(C, width=w, levels=3, pure=True, w_dim=4)
+    n_synth = 3 * (4 * 3 * w + 3 * w + w * w + w) + (w * C + C)
+    assert inr.count_params(p) == n_synth + 3 * 4                           # ws [1, L, w_dim] counts too
+    assert inr.count_params(p) == inr.count_params(p.synthesis) + p.ws.numel()
+
+
+def test_encodings_by_hand():
+    pe = inr.PositionalEncoding(2)
+    p = torch.tensor([[0.25, -0.5]])
+    ref = [0.25, -0.5, math.sin(math.pi * 0.25), math.sin(-math.pi * 0.5), math.sin(2 * math.pi * 0.25),
+           math.sin(-2 * math.pi * 0.5), math.cos(math.pi * 0.25), math.cos(-math.pi * 0.5),
+           math.cos(2 * math.pi * 0.25), math.cos(-2 * math.pi * 0.5)]
+    assert torch.allclose(pe(p), torch.tensor([ref]), atol=1e-6)
+    dense = inr.PositionalEncoding(128, include_input=False, max_log2=6.0)
+    assert dense.out_features(2) == 512
+    assert torch.allclose(dense.freqs[[0, -1]] / math.pi, torch.tensor([1.0, 64.0]))
+    ff = inr.FourierFeatures(2, 4096, sigma=10.0, seed=3)
+    assert abs(ff.B.std().item() - 10.0) < 0.3
+    assert torch.equal(ff.B, inr.FourierFeatures(2, 4096, sigma=10.0, seed=3).B)   # fixed by the seed
+    v = torch.rand(3, 2)
+    arg = 2 * math.pi * v @ ff.B.T
+    assert torch.allclose(ff(v), torch.cat([arg.cos(), arg.sin()], -1))
+
+
+def test_siren_initialisation_bounds():
+    m = inr.siren(out_channels=1, width=64, depth=3)
+    first, *rest = [layer.linear.weight for layer in m.hidden]
+    assert first.abs().max() <= 1 / 2 and first.abs().max() > 0.4           # U(-1/in, 1/in), in = 2
+    for w in rest + [m.out.weight]:
+        bound = math.sqrt(6 / 64) / 30
+        assert w.abs().max() <= bound and w.abs().max() > 0.8 * bound
+    assert all(layer.omega_0 == 30.0 for layer in m.hidden)
+
+
+def test_every_model_maps_the_same_pixel_coordinates():
+    # relu / pe / siren see 2v - 1, ff sees v, Poly-INR sees coord_range
+    v = torch.tensor([[0.0, 1.0], [0.5, 0.25]])
+    seen = {}
+    relu = inr.relu_mlp(1, 4, 1)
+    relu.mlp.hidden[0].register_forward_hook(lambda mod, args, out: seen.__setitem__("relu", args[0]))
+    relu(v)
+    assert torch.equal(seen["relu"], 2 * v - 1)
+    p = inr.poly_inr(1, width=4, levels=2, coord_range=(-1.0, 3.0))
+    A = p.synthesis.styles(p.ws)
+    ref = p.synthesis.evaluate(A, -1 + 4 * v)[0]
+    assert torch.allclose(p(v), ref)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_each_baseline_overfits_a_16x16_image(name):
+    # camera at 16x16 (detailed: 256 distinct values), ~20k parameters, 300 full-batch Adam steps
+    img = inr.load_image("camera", 16)
+    coords, target = inr.image_pixels(img)
+    assert target.std() > 0.4
+    torch.manual_seed(0)
+    lr = {"relu": 3e-3, "pe": 3e-3, "ff": 3e-3, "siren": 3e-4}[name]
+    m = inr.build_inr(name, 20_000, 1, depth=3, **({"n_freqs": 4} if name == "pe" else {}))
+    h = inr.fit(m, coords, target, 300, lr=lr, log_every=50)
+    assert h["final_psnr"] > 30, h["psnr"]
+    assert h["psnr"][0] < 15                                              # it did start far off
+    assert h["steps"] == [0, 50, 100, 150, 200, 250, 300] and not h["diverged"]
+
+
+def test_psnr_by_hand():
+    t = torch.zeros(10, 3)
+    assert inr.psnr(t + 0.1, t) == pytest.approx(10 * math.log10(4 / 0.01))
+    assert inr.psnr(t + 5.0, t - 1.0) == pytest.approx(10 * math.log10(4 / 4))    # prediction clamped to 1
+    assert inr.psnr(t, t) == float("inf")
+
+
+def test_fit_flags_divergence():
+    m = inr.relu_mlp(1, 8, 2)
+    coords, target = torch.rand(16, 2), torch.full((16, 1), float("nan"))
+    h = inr.fit(m, coords, target, 5)
+    assert h["diverged"] and math.isnan(h["final_psnr"])
+    with pytest.raises(ValueError, match="schedule"):
+        inr.fit(m, coords, target, 5, schedule="linear")
+
+
+def test_every_other_pixel_split():
+    H, W = 6, 8
+    s = inr.every_other_pixel(H, W)
+    assert len(s["train"]) == 12 and len(s["heldout"]) == 12 and len(s["all"]) == 48
+    assert not set(s["train"].tolist()) & set(s["heldout"].tolist())
+    grid = inr.image_pixels(torch.zeros(1, H, W))[0].view(H, W, 2)
+    assert torch.equal(grid[::2, ::2].reshape(-1, 2), inr.image_pixels(torch.zeros(1, H, W))[0][s["train"]])
+    assert s["heldout"][0].item() == 1 * W + 1
+
+
+def test_images_load_in_range():
+    # text at 128: its thin strokes average away to grey at 32 px
+    for name, channels, size in [("camera", 1, 32), ("astronaut", 3, 32), ("grace_hopper", 3, 32), ("letter", 1, 32),
+                                 ("text", 3, 128)]:
+        img = inr.load_image(name, size)
+        assert img.shape == (channels, size, size) and img.dtype == torch.float32
+        assert -1 <= img.min() < -0.5 and 0.5 < img.max() <= 1
+    with pytest.raises(ValueError, match="name"):
+        inr.load_image("lena", 32)
+    with pytest.raises(ValueError, match="size"):
+        inr.load_image("camera", 1)
+    assert np.array_equal(inr.text_image(64, seed=1), inr.text_image(64, seed=1))
+
+
+def test_pixels_round_trip():
+    img = torch.randn(3, 5, 7)
+    coords, vals = inr.image_pixels(img)
+    assert coords.shape == (35, 2) and torch.equal(inr.pixels_image(vals, 5, 7), img)
+    assert torch.equal(vals[1 * 7 + 2], img[:, 1, 2]) and torch.allclose(coords[1 * 7 + 2], torch.tensor([2 / 6, 1 / 4]))
+
+
+def test_taylor_coefficients_and_polynomial_degree():
+    c = inr.sinusoid_taylor_coefficients([(1.0, 1.0, 0.0)], 0.0, 5)       # sin x
+    assert c == pytest.approx([0, 1, 0, -1 / 6, 0, 1 / 120], abs=1e-15)
+    x = torch.linspace(-0.5, 0.5, 11, dtype=torch.float64)
+    assert torch.allclose(inr.taylor_polynomial(c, x, 0.0), x - x ** 3 / 6 + x ** 5 / 120)
+    t = np.linspace(0, 1, 50)
+    deg, res = inr.fitted_degree(t, np.stack([t ** 3 - t, 2 * t ** 2], 1), 6)
+    assert deg == 3 and res[2] > 1e-3 and res[3] < 1e-12
+
+
+def test_pure_identity_polyinr_level_degrees():
+    m = inr.poly_inr(1, width=8, levels=5, pure=True, slope=1.0).double()
+    t = torch.linspace(0, 1, 60, dtype=torch.float64)
+    with torch.no_grad():
+        out, lv = m(torch.stack([0.1 + 0.8 * t, 0.3 + 0.5 * t], 1), return_levels=True)
+    degrees = [inr.fitted_degree(t.numpy(), h.numpy(), 8)[0] for h in lv["features"]]
+    assert degrees == [1, 2, 3, 4, 5]
+    assert inr.fitted_degree(t.numpy(), out.numpy(), 8)[0] == 5
+
+
+def test_generalization_models_follow_the_protocol():
+    ff = inr.generalization_model("ff", "text", 3)
+    assert ff.encoding.B.shape == (256, 2) and len(ff.mlp.hidden) == 3 and ff.mlp.hidden[0].out_features == 256
+    assert abs(ff.encoding.B.std().item() - 14.0) < 1.5
+    pe = inr.generalization_model("pe", "natural", 3)
+    assert pe.mlp.hidden[0].in_features == 512
+    poly = inr.generalization_model("polyinr_pure", "natural", 3)
+    assert abs(inr.count_params(poly) - inr.count_params(inr.generalization_model("ff", "natural", 3))) \
+        <= 0.05 * inr.count_params(ff)
+    with pytest.raises(ValueError, match="kind"):
+        inr.generalization_model("ff", "photos")
+
+
+def test_notebook_00_smoke(tmp_path):
+    from conftest import run_notebook_smoke
+    run, m = run_notebook_smoke("00_taylor_series", tmp_path)
+    names = set(inr.MODEL_NAMES)
+    assert set(m["psnr_camera32"]) == names and set(m["params"]) == names
+    assert all(abs(n - 20_000) <= 1_000 for n in m["params"].values())
+    assert all(math.isfinite(v) for v in m["psnr_camera32"].values())
+    # the ReLU MLP is piecewise linear: exactly zero curvature; Poly-INR has curvature everywhere
+    assert m["hessian_zero_fraction"]["relu"] == 1.0 and m["hessian_rms"]["relu"] == 0.0
+    assert m["hessian_zero_fraction"]["polyinr"] == 0.0 and m["hessian_zero_fraction"]["polyinr_pure"] == 0.0
+    assert m["chirp_second_derivative_zero_fraction"]["relu"] == 1.0
+    assert m["chirp_second_derivative_rms"]["polyinr_pure"] > 0
+    deg = m["degree"]
+    assert {int(k): v for k, v in deg["fitted_degree_per_level"].items() if k != "output"} == {1: 1, 2: 2, 3: 3, 4: 4}
+    assert deg["fitted_degree_per_level"]["output"] == 4 and deg["finite_difference_degree"] == 4
+    assert deg["released_fitted_degree_per_level"]["output"] > 4
+    err = [m["taylor_max_error"][k] for k in sorted(m["taylor_max_error"], key=int)]
+    assert err[-1] < 1e-6 < err[0]
+    g = m["generalization"]
+    assert g["published"]["natural"]["ff"] == 25.57 and g["published"]["text"]["relu"] == 18.40
+    assert set(g["natural"]) == set(g["text"]) == names and "differ" in g["note"]
+    assert all(math.isfinite(r["heldout"]) and math.isfinite(r["full"]) for r in g["text"].values())
+    assert set(m["target"]) == {"polyinr", "polyinr_pure"}
+    for name, c in m["target"].items():        # the check is computed from the table it reports
+        fin = m["psnr_camera32"]
+        assert c["minus_relu_db"] == pytest.approx(fin[name] - fin["relu"])
+        assert c["minus_best_encoding_db"] == pytest.approx(fin[name] - max(fin["pe"], fin["ff"], fin["siren"]))
+    # the smaller fits of every image, and the reduced generalisation settings, are recorded
+    assert all(set(m[f"psnr_{img}24"]) == names for img in ("camera", "astronaut", "grace_hopper", "letter"))
+    assert (g["size"], g["steps"], g["train_grid"]) == (32, 4, 16) and g["published_protocol"]["size"] == 512
+    assert g["estimated_full_protocol_hours"] > 0 and "-p gen_size 512 -p gen_steps 2000" in g["full_protocol_command"]
+    assert len(m["polyinr_ablation"]["variants"]) == 6
+    assert all(math.isfinite(v["psnr"]) for v in m["polyinr_ablation"]["variants"].values())
+    for f in ("taylor", "chirp", "degree_growth", "psnr_curves", "reconstructions", "letter_row", "generalization"):
+        assert (run / f"{f}.png").stat().st_size > 1000, f
+
+
+def test_width_search_is_exact_and_leaves_the_rng_alone():
+    # brute force over every width: the search returns the closest count
+    for name, kw in [("relu", {"depth": 3}), ("polyinr_pure", {"levels": 3})]:
+        counts = {w: inr._count(name, 2, w, kw) for w in range(1, 120)}
+        best = min(counts, key=lambda w: abs(counts[w] - 7_000))
+        assert abs(counts[inr.width_for_budget(name, 7_000, 2, **kw)] - 7_000) == abs(counts[best] - 7_000)
+    torch.manual_seed(5)
+    ref = torch.rand(3)
+    torch.manual_seed(5)
+    inr.width_for_budget("polyinr", 30_000, 3)
+    assert torch.equal(torch.rand(3), ref)
+    with pytest.raises(ValueError, match="budget"):
+        inr.width_for_budget("relu", 10 ** 12, 1)

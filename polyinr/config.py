@@ -90,14 +90,19 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def get_preset(name: str, **overrides) -> ModelConfig:
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
+def _from_table(table: dict, what: str, name: str, overrides: dict):
+    """table[name] with `overrides` applied; unknown names or fields are ValueErrors naming them."""
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; expected one of {sorted(table)}")
+    known = {f.name for f in dataclasses.fields(table[name])}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown override(s) {unknown} for preset {name!r}; known fields: {sorted(known)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+        raise ValueError(f"unknown override(s) {unknown} for {what} {name!r}; known fields: {sorted(known)}")
+    return dataclasses.replace(table[name], **overrides)
+
+
+def get_preset(name: str, **overrides) -> ModelConfig:
+    return _from_table(PRESETS, "preset", name, overrides)
 
 
 @dataclass(frozen=True)
@@ -215,10 +220,4 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 
 def get_train_preset(name: str, **overrides) -> TrainConfig:
-    if name not in TRAIN_PRESETS:
-        raise ValueError(f"unknown training preset {name!r}; expected one of {sorted(TRAIN_PRESETS)}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-    return dataclasses.replace(TRAIN_PRESETS[name], **overrides)
+    return _from_table(TRAIN_PRESETS, "training preset", name, overrides)

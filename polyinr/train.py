@@ -532,9 +532,6 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
         save_grid(render(G_ema, ws4, 4 * cfg.resolution, 4 * cfg.resolution),
                   run_dir / "samples" / f"fakes{k:06d}_x4.png", nrow=grid_cols)
 
-    def local_part(x):
-        return None if x is None else x[shard] if isinstance(x, torch.Tensor) else aug.slice_params(x, shard)
-
     R = cfg.resolution
     total = int(cfg.kimg * 1000)
     tick_nimg = int(cfg.tick_kimg * 1000)
@@ -555,11 +552,11 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
             real_u8, c_real = dataset.get_batch(idx[shard])
             real = to_float(real_u8, device)
             c_real = c_real.to(device) if c_real is not None else None
-            terms = d_step(G, D, opt_D, real, c_real, z[shard], local_part(c_fake), ctx,
-                           local_part(aug_real), local_part(aug_fake))
+            terms = d_step(G, D, opt_D, real, c_real, z[shard], _sel(c_fake, shard), ctx,
+                           _sel(aug_real, shard), _sel(aug_fake, shard))
             z, c_fake = sample_latents(latent_gen, B, mcfg, labels, device)
             aug_g = aug.sample_params(ctx.policy, B, R, R, aug_gen, device)
-            terms.update(g_step(G, D, opt_G, z[shard], local_part(c_fake), ctx, local_part(aug_g)))
+            terms.update(g_step(G, D, opt_G, z[shard], _sel(c_fake, shard), ctx, _sel(aug_g, shard)))
             cur_nimg += B
             step += 1
             steps_this_process += 1

@@ -127,6 +127,8 @@ def test_projected_discriminator_random_backbones(classes):
 def test_random_projection_is_identical_for_the_same_seed():
     a, b = RandomProjection([24, 40, 112, 320], seed=3), RandomProjection([24, 40, 112, 320], seed=3)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    c = RandomProjection([24, 40, 112, 320], seed=4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
 
 
 def test_projected_discriminator_offline_error():
@@ -351,7 +353,7 @@ def test_cli(tmp_path, capsys):
 def test_classifier_guidance_term_is_logged(tmp_path):
     run = T.train(tiny(cls_weight=0.5, cls_model="letters", kimg=0.008), tmp_path / "cls", progress=False)
     stats = T.read_stats(run)
-    assert all("g_cls" in s and math.isfinite(s["g_cls"]) and s["g_cls"] > 0 for s in stats)
+    assert len(stats) == 1 and all("g_cls" in s and math.isfinite(s["g_cls"]) and s["g_cls"] > 0 for s in stats)
 
 
 def test_bf16_autocast_matches_fp32_within_tolerance():

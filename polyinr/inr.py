@@ -369,21 +369,65 @@ def predict(model: nn.Module, coords: torch.Tensor, chunk: int = 65536) -> torch
 
 def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int, lr: float = 1e-3,
         schedule: str = "constant", log_every: int = 10, test: tuple | None = None, test_every: int | None = None,
-        grad_clip: float | None = None) -> dict:
+        grad_clip: float | None = None, state_path=None, checkpoint_every: int = 100, state_key: dict | None = None,
+        progress: str | None = None) -> dict:
     """Full-batch Adam on the mean squared error of model(coords) [P, C] against target [P, C].
 
     schedule: "constant" or "cosine" (lr decays to lr / 100 over `steps`). The PSNR history is the
     training PSNR of the forward pass of each logged step (before its update); `test` = (coords,
     target) is scored every `test_every` steps and at the end. Returns {"steps", "psnr",
-    "test_steps", "test_psnr", "final_psnr", "final_test_psnr", "seconds", "diverged"}."""
+    "test_steps", "test_psnr", "final_psnr", "final_test_psnr", "seconds", "diverged", "resumed_from"}.
+
+    Resumable long fits: with `state_path`, the model, optimiser, schedule, step and history are
+    saved there atomically every `checkpoint_every` steps (with `state_key`, a JSON-able description
+    of the fit), and a fit started while that file exists continues from it, so a killed fit loses at
+    most `checkpoint_every` steps and ends bit-identical to an uninterrupted one (full batch: nothing
+    random inside the loop). A state file whose key differs from `state_key` is an error, never
+    silently reused. The file is removed when the fit completes. `progress`: a tqdm label (None = quiet)."""
+    import json
+    import os
+    from pathlib import Path
+
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: expected a positive number of steps, got {checkpoint_every}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 100) if schedule == "cosine"
              else None)
-    hist = {"steps": [], "psnr": [], "test_steps": [], "test_psnr": [], "diverged": False}
+    hist = {"steps": [], "psnr": [], "test_steps": [], "test_psnr": [], "diverged": False, "resumed_from": None}
+    key = json.dumps({"steps": steps, "lr": lr, "schedule": schedule, "log_every": log_every,
+                      "test_every": test_every, "grad_clip": grad_clip, "points": int(coords.shape[0]),
+                      "fit": state_key}, sort_keys=True)
+    start, spent = 0, 0.0
+    state_path = Path(state_path) if state_path is not None else None
+    if state_path is not None and state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        if st.get("key") != key:
+            raise ValueError(f"state_path: {state_path} holds the state of a different fit "
+                             f"({st.get('key')}); expected {key}. Delete it or choose another path")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        if sched is not None:
+            sched.load_state_dict(st["sched"])
+        hist.update(st["hist"])
+        start, spent = int(st["step"]), float(st["seconds"])
+        hist["resumed_from"] = start
+
+    def save_state(step: int, seconds: float) -> None:
+        tmp = state_path.with_name(f".{state_path.name}.tmp")
+        torch.save({"key": key, "step": step, "seconds": seconds, "model": model.state_dict(),
+                    "opt": opt.state_dict(), "sched": sched.state_dict() if sched is not None else None,
+                    "hist": {k: v for k, v in hist.items() if k != "resumed_from"}}, tmp)
+        os.replace(tmp, state_path)
+
+    bar = None
+    if progress is not None:
+        from tqdm import tqdm
+        bar = tqdm(total=steps, initial=start, desc=progress, mininterval=120, leave=True)
     t0 = time.perf_counter()
-    for step in range(steps):
+    step = start
+    for step in range(start, steps):
         pred = model(coords)
         loss = F.mse_loss(pred, target)
         if not torch.isfinite(loss):
@@ -402,7 +446,13 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         opt.step()
         if sched is not None:
             sched.step()
-    hist["seconds"] = time.perf_counter() - t0
+        if bar is not None:
+            bar.update(1)
+        if state_path is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_state(step + 1, spent + time.perf_counter() - t0)
+    if bar is not None:
+        bar.close()
+    hist["seconds"] = spent + time.perf_counter() - t0
     final = predict(model, coords)
     hist["final_psnr"] = psnr(final, target) if torch.isfinite(final).all() else float("nan")
     hist["steps"].append(steps if not hist["diverged"] else step)
@@ -412,7 +462,62 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         hist["final_test_psnr"] = psnr(out, test[1]) if torch.isfinite(out).all() else float("nan")
         hist["test_steps"].append(steps)
         hist["test_psnr"].append(hist["final_test_psnr"])
+    if state_path is not None and state_path.is_file():
+        state_path.unlink()
     return hist
+
+
+def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, lr: float,
+                       schedule: str = "constant", seed: int = 0, cache_dir=None, checkpoint_every: int = 100,
+                       progress: bool = False, **poly_kw) -> dict:
+    """One fit of the generalisation protocol: model `name` (`generalization_model`) on the image
+    `image` (`load_image`; "text" for the text image) at `size`², trained on the every-other-pixel
+    grid for `steps` full-batch Adam steps, scored on the held-out pixels and on the full grid.
+
+    Returns {"key", "params", "train", "heldout", "full", "steps", "psnr", "test_steps", "test_psnr",
+    "seconds", "seconds_per_step", "threads", "torch", "cached"}. With `cache_dir`, the result is kept
+    there as `<kind>-<name>-<hash>.json` (the hash covers every setting in "key") and returned from
+    there on later calls with the same settings, and the running fit is checkpointed next to it every
+    `checkpoint_every` steps (`fit(state_path=...)`), so an interrupted protocol resumes where it
+    stopped. Results are only reused for identical settings; delete the folder to recompute."""
+    import hashlib
+    import json
+    import os
+    from pathlib import Path
+
+    key = {"protocol": "tancik2020-every-other-pixel", "name": name, "kind": kind, "image": image, "size": size,
+           "steps": steps, "lr": lr, "schedule": schedule, "seed": seed,
+           "poly_kw": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(poly_kw.items())}}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    result_path = state_path = None
+    if cache_dir is not None:
+        cache_dir = Path(cache_dir)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        result_path = cache_dir / f"{kind}-{name}-{digest}.json"
+        state_path = cache_dir / f"{kind}-{name}-{digest}.state.pt"
+        if result_path.is_file():
+            cached = json.loads(result_path.read_text())
+            if cached.get("key") == key:
+                return {**cached, "cached": True}
+    img = load_image(image, size, seed=seed)
+    coords, target = image_pixels(img)
+    idx = every_other_pixel(size, size)
+    torch.manual_seed(seed)
+    model = generalization_model(name, kind, img.shape[0], seed=seed, **poly_kw)
+    h = fit(model, coords[idx["train"]], target[idx["train"]], steps, lr=lr, schedule=schedule,
+            log_every=max(1, steps // 50), test=(coords[idx["heldout"]], target[idx["heldout"]]),
+            test_every=max(1, steps // 10), state_path=state_path, checkpoint_every=checkpoint_every,
+            state_key=key, progress=f"{kind} {name}" if progress else None)
+    out = {"key": key, "params": count_params(model), "train": h["final_psnr"], "heldout": h["final_test_psnr"],
+           "full": psnr(predict(model, coords), target), "steps": h["steps"], "psnr": h["psnr"],
+           "test_steps": h["test_steps"], "test_psnr": h["test_psnr"], "diverged": h["diverged"],
+           "resumed_from": h["resumed_from"], "seconds": h["seconds"], "seconds_per_step": h["seconds"] / steps,
+           "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if result_path is not None:
+        tmp = result_path.with_name(f".{result_path.name}.tmp")
+        tmp.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, result_path)
+    return {**out, "cached": False}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -164,6 +164,64 @@ def test_fit_flags_divergence():
         inr.fit(m, coords, target, 5, schedule="linear")
 
 
+def test_killed_fit_resumes_bit_exactly(tmp_path, monkeypatch):
+    """A fit interrupted after its step-6 checkpoint and started again ends with the same weights,
+    history and Adam state as an uninterrupted fit; the state file is removed at the end."""
+    torch.manual_seed(0)
+    coords, target = torch.rand(64, 2), torch.rand(64, 3) * 2 - 1
+    kw = dict(steps=10, lr=3e-3, schedule="cosine", log_every=2, test=(coords[:8], target[:8]), test_every=3)
+
+    def model():
+        torch.manual_seed(1)
+        return inr.relu_mlp(3, 16, 2)
+
+    ref_model = model()
+    ref = inr.fit(ref_model, coords, target, **kw)
+
+    state = tmp_path / "fit.state.pt"
+    real_step, calls = torch.optim.Adam.step, {"n": 0}
+
+    def dying_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt("killed")
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        inr.fit(model(), coords, target, state_path=state, checkpoint_every=3, state_key={"x": 1}, **kw)
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    assert torch.load(state, weights_only=True)["step"] == 6
+    resumed_model = model()
+    res = inr.fit(resumed_model, coords, target, state_path=state, checkpoint_every=3, state_key={"x": 1}, **kw)
+    assert res["resumed_from"] == 6 and ref["resumed_from"] is None and not state.exists()
+    for a, b in zip(ref_model.parameters(), resumed_model.parameters()):
+        assert torch.equal(a, b)
+    for k in ("steps", "psnr", "test_steps", "test_psnr", "final_psnr", "final_test_psnr"):
+        assert res[k] == ref[k], k
+    # a state file of another fit is refused, naming the argument and the file
+    torch.save({"key": "other", "step": 1}, state)
+    with pytest.raises(ValueError, match="state_path: .*fit.state.pt"):
+        inr.fit(model(), coords, target, state_path=state, state_key={"x": 1}, **kw)
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        inr.fit(model(), coords, target, checkpoint_every=0, **kw)
+
+
+def test_generalization_fit_cache_reuses_only_identical_settings(tmp_path):
+    a = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3, cache_dir=tmp_path)
+    assert not a["cached"] and a["key"]["size"] == 16 and a["params"] == inr.count_params(inr.relu_mlp(3, 256, 3))
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].startswith("text-relu-") and files[0].endswith(".json")
+    b = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3, cache_dir=tmp_path)
+    assert b["cached"] and {k: v for k, v in b.items() if k != "cached"} == \
+        {k: v for k, v in a.items() if k != "cached"}
+    c = inr.generalization_fit("relu", "text", "text", 16, 3, 2e-3, cache_dir=tmp_path)   # another lr: a new fit
+    assert not c["cached"] and c["heldout"] != a["heldout"] and len(list(tmp_path.iterdir())) == 2
+    # the same fit without a cache gives the same numbers (the cache changes nothing)
+    d = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3)
+    assert (d["train"], d["heldout"], d["full"]) == (a["train"], a["heldout"], a["full"])
+
+
 def test_every_other_pixel_split():
     H, W = 6, 8
     s = inr.every_other_pixel(H, W)
@@ -259,6 +317,9 @@ def test_notebook_00_smoke(tmp_path):
     assert all(set(m[f"psnr_{img}24"]) == names for img in ("camera", "astronaut", "grace_hopper", "letter"))
     assert (g["size"], g["steps"], g["train_grid"]) == (32, 4, 16) and g["published_protocol"]["size"] == 512
     assert g["estimated_full_protocol_hours"] > 0 and "-p gen_size 512 -p gen_steps 2000" in g["full_protocol_command"]
+    assert not g["full_protocol"] and set(g["threads"]) == {f"{k}/{n}" for k in ("natural", "text") for n in names}
+    assert len(list((run / "generalization_fits").glob("*.json"))) == 12   # the per-fit cache, no states left
+    assert not list((run / "generalization_fits").glob("*.pt"))
     assert len(m["polyinr_ablation"]["variants"]) == 6
     assert all(math.isfinite(v["psnr"]) for v in m["polyinr_ablation"]["variants"].values())
     for f in ("taylor", "chirp", "degree_growth", "psnr_curves", "reconstructions", "letter_row", "generalization"):

@@ -687,7 +687,49 @@ def fitted_degree(t: np.ndarray, values: np.ndarray, max_degree: int, rel_tol: f
     return deg, res
 
 
+
+def discrete_orthonormal_polynomials(n: int, degree: int) -> np.ndarray:
+    """[n, degree + 1] orthonormal basis (float64) of the polynomials of degree <= `degree` sampled on
+    n equispaced points of [-1, 1] (endpoints included; the pixel-centre grid of `coordinate_grid`):
+    column k has degree k. Built by the discrete Stieltjes procedure with full re-orthogonalisation,
+    which stays orthonormal to rounding for every degree up to n - 1 (a Vandermonde matrix does not)."""
+    if not (isinstance(n, int) and n >= 2):
+        raise ValueError(f"n: expected an integer >= 2, got {n!r}")
+    if not (isinstance(degree, int) and 0 <= degree < n):
+        raise ValueError(f"degree: expected an integer in [0, {n - 1}] for {n} points, got {degree!r}")
+    x = np.linspace(-1.0, 1.0, n)
+    Q = np.empty((n, degree + 1))
+    Q[:, 0] = 1.0 / math.sqrt(n)
+    for k in range(1, degree + 1):
+        v = x * Q[:, k - 1]
+        for _ in range(2):                       # Gram-Schmidt twice ("twice is enough")
+            v -= Q[:, :k] @ (Q[:, :k].T @ v)
+        Q[:, k] = v / np.linalg.norm(v)
+    return Q
+
+
+def polynomial_bound_psnr(img: torch.Tensor, degrees) -> dict:
+    """PSNR of the best (least-squares) polynomial approximation of img [C, H, W] in [-1, 1] with
+    degree <= d in x and <= d in y, for each d in `degrees`: {d: psnr}. Polynomials of total degree
+    <= d (x^p y^q, p + q <= d) are a subset, so this bounds what one polynomial of degree d can
+    reach: in particular the pure identity-activation Poly-INR with d levels, and each linear region
+    of the LeakyReLU forms. The projection is separable on a full grid: Q_y Q_y^T I Q_x Q_x^T."""
+    if not (isinstance(img, torch.Tensor) and img.dim() == 3):
+        raise ValueError(f"img: expected a tensor [C, H, W], got {getattr(img, 'shape', type(img).__name__)}")
+    arr = img.detach().double().cpu().numpy()
+    C, H, W = arr.shape
+    d_max = max(degrees)
+    Qy, Qx = discrete_orthonormal_polynomials(H, min(d_max, H - 1)), discrete_orthonormal_polynomials(W, min(d_max, W - 1))
+    out = {}
+    for d in degrees:
+        qy, qx = Qy[:, :min(d, H - 1) + 1], Qx[:, :min(d, W - 1) + 1]
+        approx = np.einsum("hk,gk,cgw,vj,wj->chv", qy, qy, arr, qx, qx, optimize=True)
+        mse = float(np.mean((np.clip(approx, -1, 1) - arr) ** 2))
+        out[int(d)] = float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
+    return out
+
 __all__ = ["MODEL_NAMES", "MODELS", "PUBLISHED_GENERALIZATION", "FOURIER_PROTOCOL", "generalization_model", "IMAGE_NAMES", "relu_mlp", "pe_mlp", "ff_mlp", "siren", "poly_inr", "PolyINR",
            "make_inr", "build_inr", "width_for_budget", "count_params", "psnr", "predict", "fit", "load_image",
            "text_image", "image_pixels", "pixels_image", "every_other_pixel", "input_hessian", "derivative_along_x",
-           "sinusoid_sum", "sinusoid_taylor_coefficients", "taylor_polynomial", "polynomial_fit_residual", "fitted_degree"]
+           "sinusoid_sum", "sinusoid_taylor_coefficients", "taylor_polynomial", "polynomial_fit_residual", "fitted_degree",
+           "discrete_orthonormal_polynomials", "polynomial_bound_psnr", "generalization_fit"]

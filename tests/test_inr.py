@@ -222,6 +222,41 @@ def test_generalization_fit_cache_reuses_only_identical_settings(tmp_path):
     assert (d["train"], d["heldout"], d["full"]) == (a["train"], a["heldout"], a["full"])
 
 
+def test_discrete_orthonormal_polynomials():
+    Q = inr.discrete_orthonormal_polynomials(64, 63)
+    assert np.abs(Q.T @ Q - np.eye(64)).max() < 1e-12          # orthonormal up to the full degree
+    x = np.linspace(-1, 1, 64)
+    assert np.ptp(Q[:, 0]) == 0
+    for k in (1, 4, 9):                                          # column k is a polynomial of degree exactly k
+        assert inr.polynomial_fit_residual(x, Q[:, k], k) < 1e-12
+        assert inr.polynomial_fit_residual(x, Q[:, k], k - 1) > 0.5
+    with pytest.raises(ValueError, match="degree"):
+        inr.discrete_orthonormal_polynomials(8, 8)
+
+
+def test_polynomial_bound_is_the_least_squares_projection():
+    g = torch.Generator().manual_seed(0)
+    H, W = 12, 10
+    y, x = torch.linspace(-1, 1, H, dtype=torch.float64)[:, None], torch.linspace(-1, 1, W, dtype=torch.float64)[None]
+    cubic = (0.3 * x ** 3 * y - 0.2 * y ** 3 + 0.1 * x * y ** 2 - 0.05).float()[None]   # degree 3 per axis
+    b = inr.polynomial_bound_psnr(cubic, [2, 3, 9])
+    assert b[3] > 100 and b[9] > 100 and b[2] < 60
+    # a random image: the separable projection equals least squares on the full tensor-product design
+    img = torch.rand(2, H, W, generator=g) * 1.6 - 0.8
+    d = 4
+    Vy = np.polynomial.legendre.legvander(np.linspace(-1, 1, H), d)
+    Vx = np.polynomial.legendre.legvander(np.linspace(-1, 1, W), d)
+    A = np.kron(Vy, Vx)                                          # [H*W, (d+1)^2], row-major pixels
+    mse = []
+    for c in range(2):
+        t = img[c].double().numpy().reshape(-1)
+        fit = A @ np.linalg.lstsq(A, t, rcond=None)[0]
+        mse.append(np.mean((np.clip(fit, -1, 1) - t) ** 2))
+    assert inr.polynomial_bound_psnr(img, [d])[d] == pytest.approx(10 * math.log10(4 / np.mean(mse)), rel=1e-9)
+    with pytest.raises(ValueError, match="img"):
+        inr.polynomial_bound_psnr(img[0], [2])
+
+
 def test_every_other_pixel_split():
     H, W = 6, 8
     s = inr.every_other_pixel(H, W)
@@ -322,7 +357,11 @@ def test_notebook_00_smoke(tmp_path):
     assert not list((run / "generalization_fits").glob("*.pt"))
     assert len(m["polyinr_ablation"]["variants"]) == 6
     assert all(math.isfinite(v["psnr"]) for v in m["polyinr_ablation"]["variants"].values())
-    for f in ("taylor", "chirp", "degree_growth", "psnr_curves", "reconstructions", "letter_row", "generalization"):
+    pb = m["polynomial_bound"]             # the best-polynomial bound rises with the degree
+    vals = [pb["psnr_by_degree"][k] for k in sorted(pb["psnr_by_degree"], key=int)]
+    assert vals == sorted(vals) and pb["image"] == "camera32" and set(pb["degree_to_match"]) == names
+    for f in ("taylor", "chirp", "degree_growth", "psnr_curves", "reconstructions", "letter_row", "generalization",
+              "polynomial_bound"):
         assert (run / f"{f}.png").stat().st_size > 1000, f
 
 

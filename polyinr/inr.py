@@ -376,7 +376,9 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     schedule: "constant" or "cosine" (lr decays to lr / 100 over `steps`). The PSNR history is the
     training PSNR of the forward pass of each logged step (before its update); `test` = (coords,
     target) is scored every `test_every` steps and at the end. Returns {"steps", "psnr",
-    "test_steps", "test_psnr", "final_psnr", "final_test_psnr", "seconds", "diverged", "resumed_from"}.
+    "test_steps", "test_psnr", "final_psnr", "final_test_psnr", "seconds", "step_seconds_median",
+    "diverged", "resumed_from"}; "seconds" is wall time (a resumed fit adds its earlier runs), and the
+    median step time is robust to pauses of the process.
 
     Resumable long fits: with `state_path`, the model, optimiser, schedule, step and history are
     saved there atomically every `checkpoint_every` steps (with `state_key`, a JSON-able description
@@ -395,7 +397,8 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 100) if schedule == "cosine"
              else None)
-    hist = {"steps": [], "psnr": [], "test_steps": [], "test_psnr": [], "diverged": False, "resumed_from": None}
+    hist = {"steps": [], "psnr": [], "test_steps": [], "test_psnr": [], "diverged": False, "resumed_from": None,
+            "step_seconds": []}
     key = json.dumps({"steps": steps, "lr": lr, "schedule": schedule, "log_every": log_every,
                       "test_every": test_every, "grad_clip": grad_clip, "points": int(coords.shape[0]),
                       "fit": state_key}, sort_keys=True)
@@ -428,6 +431,7 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     t0 = time.perf_counter()
     step = start
     for step in range(start, steps):
+        t_step = time.perf_counter()
         pred = model(coords)
         loss = F.mse_loss(pred, target)
         if not torch.isfinite(loss):
@@ -446,6 +450,7 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         opt.step()
         if sched is not None:
             sched.step()
+        hist["step_seconds"].append(time.perf_counter() - t_step)
         if bar is not None:
             bar.update(1)
         if state_path is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
@@ -453,6 +458,7 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     if bar is not None:
         bar.close()
     hist["seconds"] = spent + time.perf_counter() - t0
+    hist["step_seconds_median"] = float(np.median(hist["step_seconds"])) if hist["step_seconds"] else float("nan")
     final = predict(model, coords)
     hist["final_psnr"] = psnr(final, target) if torch.isfinite(final).all() else float("nan")
     hist["steps"].append(steps if not hist["diverged"] else step)
@@ -475,7 +481,7 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     grid for `steps` full-batch Adam steps, scored on the held-out pixels and on the full grid.
 
     Returns {"key", "params", "train", "heldout", "full", "steps", "psnr", "test_steps", "test_psnr",
-    "seconds", "seconds_per_step", "threads", "torch", "cached"}. With `cache_dir`, the result is kept
+    "seconds", "seconds_per_step" (the median step), "threads", "torch", "cached"}. With `cache_dir`, the result is kept
     there as `<kind>-<name>-<hash>.json` (the hash covers every setting in "key") and returned from
     there on later calls with the same settings, and the running fit is checkpointed next to it every
     `checkpoint_every` steps (`fit(state_path=...)`), so an interrupted protocol resumes where it
@@ -511,7 +517,7 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     out = {"key": key, "params": count_params(model), "train": h["final_psnr"], "heldout": h["final_test_psnr"],
            "full": psnr(predict(model, coords), target), "steps": h["steps"], "psnr": h["psnr"],
            "test_steps": h["test_steps"], "test_psnr": h["test_psnr"], "diverged": h["diverged"],
-           "resumed_from": h["resumed_from"], "seconds": h["seconds"], "seconds_per_step": h["seconds"] / steps,
+           "resumed_from": h["resumed_from"], "seconds": h["seconds"], "seconds_per_step": h["step_seconds_median"],
            "threads": torch.get_num_threads(), "torch": torch.__version__}
     if result_path is not None:
         tmp = result_path.with_name(f".{result_path.name}.tmp")

@@ -195,6 +195,7 @@ def test_killed_fit_resumes_bit_exactly(tmp_path, monkeypatch):
     resumed_model = model()
     res = inr.fit(resumed_model, coords, target, state_path=state, checkpoint_every=3, state_key={"x": 1}, **kw)
     assert res["resumed_from"] == 6 and ref["resumed_from"] is None and not state.exists()
+    assert len(res["step_seconds"]) == len(ref["step_seconds"]) == 10 and res["step_seconds_median"] > 0
     for a, b in zip(ref_model.parameters(), resumed_model.parameters()):
         assert torch.equal(a, b)
     for k in ("steps", "psnr", "test_steps", "test_psnr", "final_psnr", "final_test_psnr"):

@@ -342,7 +342,7 @@ def test_notebook_00_smoke(tmp_path):
     assert err[-1] < 1e-6 < err[0]
     g = m["generalization"]
     assert g["published"]["natural"]["ff"] == 25.57 and g["published"]["text"]["relu"] == 18.40
-    assert set(g["natural"]) == set(g["text"]) == names and "differ" in g["note"]
+    assert set(g["natural"]) == set(g["text"]) == names | {"basic"} and "differ" in g["note"]
     assert all(math.isfinite(r["heldout"]) and math.isfinite(r["full"]) for r in g["text"].values())
     assert set(m["target"]) == {"polyinr", "polyinr_pure"}
     for name, c in m["target"].items():        # the check is computed from the table it reports
@@ -353,8 +353,8 @@ def test_notebook_00_smoke(tmp_path):
     assert all(set(m[f"psnr_{img}24"]) == names for img in ("camera", "astronaut", "grace_hopper", "letter"))
     assert (g["size"], g["steps"], g["train_grid"]) == (32, 4, 16) and g["published_protocol"]["size"] == 512
     assert g["estimated_full_protocol_hours"] > 0 and "-p gen_size 512 -p gen_steps 2000" in g["full_protocol_command"]
-    assert not g["full_protocol"] and set(g["threads"]) == {f"{k}/{n}" for k in ("natural", "text") for n in names}
-    assert len(list((run / "generalization_fits").glob("*.json"))) == 12   # the per-fit cache, no states left
+    assert not g["full_protocol"] and set(g["threads"]) == {f"{k}/{n}" for k in ("natural", "text") for n in names | {"basic"}}
+    assert len(list((run / "generalization_fits").glob("*.json"))) == 14   # the per-fit cache, no states left
     assert not list((run / "generalization_fits").glob("*.pt"))
     assert len(m["polyinr_ablation"]["variants"]) == 6
     assert all(math.isfinite(v["psnr"]) for v in m["polyinr_ablation"]["variants"].values())

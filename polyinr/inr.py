@@ -714,22 +714,29 @@ def discrete_orthonormal_polynomials(n: int, degree: int) -> np.ndarray:
     return Q
 
 
-def polynomial_bound_psnr(img: torch.Tensor, degrees) -> dict:
-    """PSNR of the best (least-squares) polynomial approximation of img [C, H, W] in [-1, 1] with
-    degree <= d in x and <= d in y, for each d in `degrees`: {d: psnr}. Polynomials of total degree
-    <= d (x^p y^q, p + q <= d) are a subset, so this bounds what one polynomial of degree d can
-    reach: in particular the pure identity-activation Poly-INR with d levels, and each linear region
-    of the LeakyReLU forms. The projection is separable on a full grid: Q_y Q_y^T I Q_x Q_x^T."""
+def polynomial_bound_psnr(img: torch.Tensor, degrees, total: bool = True) -> dict:
+    """PSNR of the best (least-squares) polynomial approximation of img [C, H, W] in [-1, 1] for
+    each degree d in `degrees`: {d: psnr}. `total=True`: polynomials of total degree <= d
+    (x^p y^q, p + q <= d), exactly the functions a pure Poly-INR with d levels and identity
+    activations can express, and what each linear region of the LeakyReLU forms is; so this is the
+    best that degree alone can deliver. `total=False`: degree <= d in x and in y (a superset).
+
+    Exact and cheap on a full grid: with discrete orthonormal bases Q_y, Q_x (column k of degree k),
+    the products Q_y[:, q] Q_x[:, p] are orthonormal and those with p + q <= d span the total-degree
+    space, so the projection keeps the coefficients C = Q_y^T I Q_x with p + q <= d."""
     if not (isinstance(img, torch.Tensor) and img.dim() == 3):
         raise ValueError(f"img: expected a tensor [C, H, W], got {getattr(img, 'shape', type(img).__name__)}")
     arr = img.detach().double().cpu().numpy()
     C, H, W = arr.shape
-    d_max = max(degrees)
-    Qy, Qx = discrete_orthonormal_polynomials(H, min(d_max, H - 1)), discrete_orthonormal_polynomials(W, min(d_max, W - 1))
+    Qy, Qx = discrete_orthonormal_polynomials(H, H - 1), discrete_orthonormal_polynomials(W, W - 1)
+    coef = np.einsum("hq,chw,wp->cqp", Qy, arr, Qx, optimize=True)          # [C, H, W] coefficients
+    q, p = np.arange(H)[:, None], np.arange(W)[None, :]
     out = {}
     for d in degrees:
-        qy, qx = Qy[:, :min(d, H - 1) + 1], Qx[:, :min(d, W - 1) + 1]
-        approx = np.einsum("hk,gk,cgw,vj,wj->chv", qy, qy, arr, qx, qx, optimize=True)
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise ValueError(f"degrees: expected non-negative integers, got {d!r}")
+        keep = (p + q <= d) if total else ((p <= d) & (q <= d))
+        approx = np.einsum("hq,cqp,wp->chw", Qy, coef * keep, Qx, optimize=True)
         mse = float(np.mean((np.clip(approx, -1, 1) - arr) ** 2))
         out[int(d)] = float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
     return out

@@ -235,27 +235,38 @@ def test_discrete_orthonormal_polynomials():
         inr.discrete_orthonormal_polynomials(8, 8)
 
 
+def _lstsq_polynomial_psnr(img, d, total):
+    """Reference: least squares on the monomials x^p y^q of the pixel grid (float64)."""
+    C, H, W = img.shape
+    y, x = np.meshgrid(np.linspace(-1, 1, H), np.linspace(-1, 1, W), indexing="ij")
+    pq = [(a, b) for a in range(d + 1) for b in range(d + 1) if (a + b <= d or not total)]
+    A = np.stack([(x ** a * y ** b).reshape(-1) for a, b in pq], 1)
+    mse = []
+    for c in range(C):
+        t = img[c].double().numpy().reshape(-1)
+        mse.append(np.mean((np.clip(A @ np.linalg.lstsq(A, t, rcond=None)[0], -1, 1) - t) ** 2))
+    return 10 * math.log10(4 / np.mean(mse))
+
+
 def test_polynomial_bound_is_the_least_squares_projection():
-    g = torch.Generator().manual_seed(0)
     H, W = 12, 10
     y, x = torch.linspace(-1, 1, H, dtype=torch.float64)[:, None], torch.linspace(-1, 1, W, dtype=torch.float64)[None]
-    cubic = (0.3 * x ** 3 * y - 0.2 * y ** 3 + 0.1 * x * y ** 2 - 0.05).float()[None]   # degree 3 per axis
+    cubic = (0.3 * x ** 2 * y - 0.2 * y ** 3 + 0.1 * x * y - 0.05).float()[None]      # total degree 3
     b = inr.polynomial_bound_psnr(cubic, [2, 3, 9])
     assert b[3] > 100 and b[9] > 100 and b[2] < 60
-    # a random image: the separable projection equals least squares on the full tensor-product design
-    img = torch.rand(2, H, W, generator=g) * 1.6 - 0.8
-    d = 4
-    Vy = np.polynomial.legendre.legvander(np.linspace(-1, 1, H), d)
-    Vx = np.polynomial.legendre.legvander(np.linspace(-1, 1, W), d)
-    A = np.kron(Vy, Vx)                                          # [H*W, (d+1)^2], row-major pixels
-    mse = []
-    for c in range(2):
-        t = img[c].double().numpy().reshape(-1)
-        fit = A @ np.linalg.lstsq(A, t, rcond=None)[0]
-        mse.append(np.mean((np.clip(fit, -1, 1) - t) ** 2))
-    assert inr.polynomial_bound_psnr(img, [d])[d] == pytest.approx(10 * math.log10(4 / np.mean(mse)), rel=1e-9)
+    quartic = (0.3 * x ** 2 * y ** 2 - 0.1 * x * y).float()[None]                      # degree 2 per axis, total 4
+    assert inr.polynomial_bound_psnr(quartic, [2], total=False)[2] > 100
+    assert inr.polynomial_bound_psnr(quartic, [3])[3] < 60 < inr.polynomial_bound_psnr(quartic, [4])[4]
+    # a random image: the projections equal least squares on the monomials
+    img = torch.rand(2, H, W, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    for d in (1, 4):
+        for total in (True, False):
+            assert inr.polynomial_bound_psnr(img, [d], total=total)[d] == \
+                pytest.approx(_lstsq_polynomial_psnr(img, d, total), rel=1e-9)
     with pytest.raises(ValueError, match="img"):
         inr.polynomial_bound_psnr(img[0], [2])
+    with pytest.raises(ValueError, match="degrees"):
+        inr.polynomial_bound_psnr(img, [-1])
 
 
 def test_every_other_pixel_split():
@@ -307,6 +318,25 @@ def test_pure_identity_polyinr_level_degrees():
     degrees = [inr.fitted_degree(t.numpy(), h.numpy(), 8)[0] for h in lv["features"]]
     assert degrees == [1, 2, 3, 4, 5]
     assert inr.fitted_degree(t.numpy(), out.numpy(), 8)[0] == 5
+
+
+def test_identity_polyinr_reaches_but_never_passes_the_polynomial_bound():
+    """With identity activations a 3-level pure Poly-INR is a polynomial of total degree <= 3: fitted
+    to a smooth non-polynomial image it converges to the best such polynomial (the bound) and stops
+    there, while a ReLU MLP (not a polynomial) goes far past it."""
+    H = W = 12
+    y, x = torch.linspace(-1, 1, H)[:, None], torch.linspace(-1, 1, W)[None]
+    img = (0.6 * torch.sin(3 * x + 1) * torch.cos(2.5 * y))[None]
+    coords, target = inr.image_pixels(img)
+    bound = inr.polynomial_bound_psnr(img, [2, 3])
+    torch.manual_seed(0)
+    poly = inr.fit(inr.poly_inr(1, width=16, levels=3, pure=True, slope=1.0, coord_range=(-1.0, 1.0)),
+                   coords, target, 400, lr=3e-3)["final_psnr"]
+    torch.manual_seed(0)
+    relu = inr.fit(inr.relu_mlp(1, 64, 3), coords, target, 400, lr=3e-3)["final_psnr"]
+    assert bound[2] + 0.5 < bound[3]
+    assert bound[3] - 1e-3 < poly <= bound[3] + 1e-6
+    assert relu > bound[3] + 10
 
 
 def test_generalization_models_follow_the_protocol():

@@ -387,8 +387,9 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     random inside the loop). A state file whose key differs from `state_key` is an error, never
     silently reused. The file is removed when the fit completes. `progress`: a tqdm label (None = quiet)."""
     import json
-    import os
     from pathlib import Path
+
+    from .checkpoint import atomic_save
 
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
@@ -418,11 +419,9 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         hist["resumed_from"] = start
 
     def save_state(step: int, seconds: float) -> None:
-        tmp = state_path.with_name(f".{state_path.name}.tmp")
-        torch.save({"key": key, "step": step, "seconds": seconds, "model": model.state_dict(),
-                    "opt": opt.state_dict(), "sched": sched.state_dict() if sched is not None else None,
-                    "hist": {k: v for k, v in hist.items() if k != "resumed_from"}}, tmp)
-        os.replace(tmp, state_path)
+        atomic_save({"key": key, "step": step, "seconds": seconds, "model": model.state_dict(),
+                     "opt": opt.state_dict(), "sched": sched.state_dict() if sched is not None else None,
+                     "hist": {k: v for k, v in hist.items() if k != "resumed_from"}}, state_path)
 
     bar = None
     if progress is not None:
@@ -488,8 +487,9 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     stopped. Results are only reused for identical settings; delete the folder to recompute."""
     import hashlib
     import json
-    import os
     from pathlib import Path
+
+    from .experiments import write_json
 
     key = {"protocol": "tancik2020-every-other-pixel", "name": name, "kind": kind, "image": image, "size": size,
            "steps": steps, "lr": lr, "schedule": schedule, "seed": seed,
@@ -520,9 +520,7 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
            "resumed_from": h["resumed_from"], "seconds": h["seconds"], "seconds_per_step": h["step_seconds_median"],
            "threads": torch.get_num_threads(), "torch": torch.__version__}
     if result_path is not None:
-        tmp = result_path.with_name(f".{result_path.name}.tmp")
-        tmp.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, result_path)
+        write_json(result_path, out)
     return {**out, "cached": False}
 
 
@@ -693,7 +691,6 @@ def fitted_degree(t: np.ndarray, values: np.ndarray, max_degree: int, rel_tol: f
     return deg, res
 
 
-
 def discrete_orthonormal_polynomials(n: int, degree: int) -> np.ndarray:
     """[n, degree + 1] orthonormal basis (float64) of the polynomials of degree <= `degree` sampled on
     n equispaced points of [-1, 1] (endpoints included; the pixel-centre grid of `coordinate_grid`):
@@ -740,6 +737,7 @@ def polynomial_bound_psnr(img: torch.Tensor, degrees, total: bool = True) -> dic
         mse = float(np.mean((np.clip(approx, -1, 1) - arr) ** 2))
         out[int(d)] = float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
     return out
+
 
 __all__ = ["MODEL_NAMES", "MODELS", "PUBLISHED_GENERALIZATION", "FOURIER_PROTOCOL", "generalization_model", "IMAGE_NAMES", "relu_mlp", "pe_mlp", "ff_mlp", "siren", "poly_inr", "PolyINR",
            "make_inr", "build_inr", "width_for_budget", "count_params", "psnr", "predict", "fit", "load_image",

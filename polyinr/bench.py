@@ -2,6 +2,10 @@
 
     python -m polyinr.bench render --preset imagenet --size 256 [--batch 1] [--dtype float32|bfloat16]
                                    [--chunk-pixels K] [--repeats 3]
+    python -m polyinr.bench train --preset letters [--dtype D] [--steps 20] [--compile]
+    python -m polyinr.bench precision --preset letters [--rounds 8]     # bf16 vs fp32, interleaved
+    python -m polyinr.bench memory --preset imagenet [--config FILE] [--processes 8]
+    python -m polyinr.bench gpu [--out FILE]
 
 `gemm_gflops_per_s` is torch.mm on the exact [chunk rows, n] x [n, n] shape and dtype that the
 synthesis multiplies, measured in the same process; `roofline_ratio` = model / gemm throughput,
@@ -96,25 +100,20 @@ def bench_render(preset: str, size: int, batch: int = 1, dtype: str = "float32",
     }
 
 
-def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20, batch: int | None = None,
-                resolution: int | None = None, seed: int = 0, device: str | None = None, compile: bool = False,
-                **overrides) -> dict:
-    """img/s of the full training iteration (D step + G step + EMA) of a training preset, on
-    synthetic data of the right shape (no dataset needed). Under torchrun every process runs its
-    share of the global batch and gradients are all-reduced, as in training; rank 0 reports.
-    Peak memory: RSS on CPU, the CUDA allocator's peak on GPU."""
+def _train_iteration(preset: str, dtype: str, batch: int | None, resolution: int | None, seed: int, dist, dev,
+                     compile: bool = False, **overrides):
+    """One full training iteration (D step + G step + EMA) of a training preset on synthetic data of the
+    right shape, as a function of the step index; also returns the configs and the local batch."""
     import copy
 
     from . import augment as aug
     from .config import get_preset, get_train_preset
     from .model import Generator
-    from .train import StepContext, autocast, build_D, d_step, g_step, g_param_groups, init_distributed, update_ema
+    from .train import StepContext, autocast, build_D, d_step, g_param_groups, g_step, update_ema
     precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype]
     cfg = get_train_preset(preset, precision=precision, compile=compile, **overrides,
                            **({"batch": batch} if batch else {}), **({"resolution": resolution} if resolution else {}))
-    dist, dev = init_distributed(device)
     torch.manual_seed(seed)
-    base = get_preset(cfg.preset)
     channels = 1 if cfg.dataset in ("letters", "digits") else 3
     mcfg = get_preset(cfg.preset, **{**cfg.g_overrides, "img_channels": channels, "resolution": cfg.resolution})
     G = Generator(mcfg, preset=cfg.preset).to(dev).train()
@@ -131,16 +130,30 @@ def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20
     local = B // dist.world
     real = torch.rand(local, channels, R, R, device=dev) * 2 - 1
     c = torch.randint(0, mcfg.num_classes, (local,), device=dev) if mcfg.conditional else None
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
     def iteration(i):
         z = torch.randn(local, mcfg.z_dim, device=dev)
         d_step(G, D, opt_D, real, c, z, c, ctx)
         g_step(G, D, opt_G, z, c, ctx)
         update_ema(G_ema, G, (i + 1) * B, B, cfg.ema_kimg, cfg.ema_rampup)
+    return iteration, cfg, mcfg, local
 
+
+def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20, batch: int | None = None,
+                resolution: int | None = None, seed: int = 0, device: str | None = None, compile: bool = False,
+                **overrides) -> dict:
+    """img/s of the full training iteration (D step + G step + EMA) of a training preset, on
+    synthetic data of the right shape (no dataset needed). Under torchrun every process runs its
+    share of the global batch and gradients are all-reduced, as in training; rank 0 reports.
+    Peak memory: RSS on CPU, the CUDA allocator's peak on GPU."""
+    from .config import get_preset
+    from .train import init_distributed
+    dist, dev = init_distributed(device)
+    iteration, cfg, mcfg, _ = _train_iteration(preset, dtype, batch, resolution, seed, dist, dev, compile, **overrides)
+    B, R = cfg.batch, cfg.resolution
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     warm = 3 if compile else 2
     for i in range(warm):
         iteration(i)
@@ -154,11 +167,70 @@ def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20
     seconds = (time.perf_counter() - t) / steps
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mb()
     return {"bench": "train", "preset": preset, "dtype": dtype, "compile": compile, "batch": B,
-            "batch_gpu": cfg.batch_gpu or local, "processes": dist.world, "resolution": R,
+            "batch_gpu": cfg.batch_gpu or B // dist.world, "processes": dist.world, "resolution": R,
             "discriminator": cfg.discriminator, "width": mcfg.width, "levels": mcfg.levels,
             "seconds_per_step": float(f"{seconds:.6g}"), "img_per_s": float(f"{B / seconds:.6g}"),
             "peak_memory_mb": round(peak, 1), "threads": torch.get_num_threads(), "device": str(dev),
-            "torch": torch.__version__, "base_width": base.width, "rank": dist.rank}
+            "torch": torch.__version__, "base_width": get_preset(cfg.preset).width, "rank": dist.rank}
+
+
+def _op_micro_us(rows: int, n: int, dtype: torch.dtype, repeats: int) -> dict:
+    """Median microseconds of the synthesis's per-level operations on one [rows, n] feature map."""
+    import torch.nn.functional as F
+    h = torch.randn(rows, n).to(dtype)
+    g = torch.randn(rows, n).to(dtype)
+    W, b = torch.randn(n, n).to(dtype), torch.randn(n).to(dtype)
+    X, A = torch.rand(1, rows, 3).to(dtype), torch.randn(1, 3, n).to(dtype)
+    ops = {
+        "linear": lambda: F.linear(h, W, b),                        # W_i (.) + bias
+        "bmm_coords": lambda: torch.bmm(X, A),                      # A_i X (K = 3)
+        "mul": lambda: h * g,                                       # (A_i X) * h_{i-1}
+        "leaky_relu": lambda: F.leaky_relu(h, 0.2),
+        "leaky_relu_backward": lambda: torch.ops.aten.leaky_relu_backward(g, h, 0.2, False),
+        "clamp": lambda: F.hardtanh(h, -256.0, 256.0),
+        "clamp_backward": lambda: torch.ops.aten.hardtanh_backward(g, h, -256.0, 256.0),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, fn in ops.items():
+            out[name] = round(_median_seconds(fn, repeats, warmup=3) * 1e6, 1)
+    return out
+
+
+def bench_precision(preset: str = "letters", rounds: int = 8, steps_per_round: int = 4, batch: int | None = None,
+                    resolution: int | None = None, seed: int = 0, op_repeats: int = 30, **overrides) -> dict:
+    """bfloat16 autocast against float32 on the CPU, measured so that machine drift cancels: both
+    training iterations live in one process and run in alternating rounds of `steps_per_round` steps;
+    `ratio` is the median over rounds of (float32 seconds / bfloat16 seconds). `op_us` times the
+    synthesis's per-level operations on one [batch * pixels, width] feature map in both dtypes, which
+    shows where bfloat16 gains (the matrix products) and where it does not (element-wise passes)."""
+    from .train import Dist
+    dev = torch.device("cpu")
+    its = {}
+    for dtype in ("float32", "bfloat16"):
+        its[dtype], cfg, mcfg, local = _train_iteration(preset, dtype, batch, resolution, seed, Dist(), dev,
+                                                        **overrides)
+    for dtype, it in its.items():
+        for i in range(2):
+            it(i)
+    seconds = {d: [] for d in its}
+    for r in range(rounds):
+        for dtype, it in its.items():
+            t = time.perf_counter()
+            for i in range(steps_per_round):
+                it(i)
+            seconds[dtype].append((time.perf_counter() - t) / steps_per_round)
+    ratios = [a / b for a, b in zip(seconds["float32"], seconds["bfloat16"])]
+    B = cfg.batch
+    rows = local * cfg.resolution ** 2
+    op_us = {d: _op_micro_us(rows, mcfg.width, DTYPES[d], op_repeats) for d in its}
+    return {"bench": "precision", "preset": preset, "batch": B, "resolution": cfg.resolution, "width": mcfg.width,
+            "rounds": rounds, "steps_per_round": steps_per_round,
+            "img_per_s": {d: float(f"{B / statistics.median(s):.6g}") for d, s in seconds.items()},
+            "seconds_per_step": {d: [float(f"{x:.6g}") for x in s] for d, s in seconds.items()},
+            "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),
+            "ratio_max": round(max(ratios), 3), "feature_map": [rows, mcfg.width], "op_us": op_us,
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
 def estimate_training_memory(cfg, processes: int = 1, channels: int = 3, num_classes: int | None = None) -> dict:
@@ -275,6 +347,14 @@ def main(argv=None) -> int:
     t.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     t.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
                    help="override a TrainConfig field (YAML value), e.g. --set g_overrides '{width: 64}'")
+    pr = sub.add_parser("precision", help="bfloat16 vs float32 training on the CPU, interleaved in one process")
+    pr.add_argument("--preset", default="letters", help="training preset")
+    pr.add_argument("--rounds", type=int, default=8)
+    pr.add_argument("--steps-per-round", type=int, default=4)
+    pr.add_argument("--batch", type=int, default=None)
+    pr.add_argument("--resolution", type=int, default=None)
+    pr.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
+                    help="override a TrainConfig field (YAML value)")
     m = sub.add_parser("memory", help="memory per process of a training configuration, from shapes")
     m.add_argument("--preset", default="imagenet", help="training preset")
     m.add_argument("--config", default=None, help="YAML/JSON of TrainConfig fields (e.g. experiments/configs/train/...)")
@@ -300,6 +380,10 @@ def main(argv=None) -> int:
                           compile=args.compile, **over)
         if out["rank"] != 0:
             return 0
+    elif args.cmd == "precision":
+        import yaml
+        out = bench_precision(args.preset, args.rounds, args.steps_per_round, args.batch, args.resolution,
+                              **{k: yaml.safe_load(v) for k, v in args.set})
     elif args.cmd == "render":
         from .config import get_preset
         size = args.size or get_preset(args.preset).resolution

@@ -31,3 +31,22 @@ def test_gpu_check_code_path_on_cpu(tmp_path, capsys):
     assert {r["dtype"] for r in rows[:2]} == {"float32", "bfloat16"}
     assert rows[2]["discriminator"] == "projected" and rows[2]["img_per_s"] > 0
     assert (tmp_path / "gpu.jsonl").read_text().count("\n") == 3
+
+
+def test_precision_bench_is_consistent(capsys):
+    """Interleaved fp32 / bf16 rounds: the reported ratio is the median of the per-round ratios, the
+    img/s are the medians of the per-round step times, and every synthesis op is timed in both dtypes."""
+    import statistics
+    assert bench.main(["precision", "--rounds", "3", "--steps-per-round", "1", "--batch", "4", "--resolution", "8",
+                       "--set", "g_overrides", "{width: 16, levels: 3}"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    s32, s16 = out["seconds_per_step"]["float32"], out["seconds_per_step"]["bfloat16"]
+    assert len(s32) == len(s16) == 3
+    ratios = sorted(a / b for a, b in zip(s32, s16))
+    assert abs(out["ratio"] - ratios[1]) < 1e-3 * ratios[1] + 1e-3
+    assert out["ratio_min"] <= out["ratio"] <= out["ratio_max"]
+    assert abs(out["img_per_s"]["float32"] - 4 / statistics.median(s32)) < 1e-3 * out["img_per_s"]["float32"]
+    assert out["feature_map"] == [4 * 8 * 8, 16] and out["width"] == 16
+    ops = {"linear", "bmm_coords", "mul", "leaky_relu", "leaky_relu_backward", "clamp", "clamp_backward"}
+    assert set(out["op_us"]) == {"float32", "bfloat16"}
+    assert all(set(v) == ops and min(v.values()) > 0 for v in out["op_us"].values())

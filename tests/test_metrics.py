@@ -198,6 +198,34 @@ def test_inception_weights_sha256_is_checked(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------------------ sampling, geometry
 
+def test_inception_score_closed_forms():
+    """IS = exp E_x KL(p(y|x) || p(y)): 1 for uninformative logits, K for K equally used certain classes."""
+    assert fid.inception_score(torch.zeros(200, 1008), splits=1)["is"] == pytest.approx(1.0, abs=1e-6)
+    logits = torch.zeros(400, 1008)
+    logits[torch.arange(400), torch.arange(400) % 4] = 60.0          # p(y|x) one-hot, p(y) uniform on 4
+    out = fid.inception_score(logits, splits=1)
+    assert out["is"] == pytest.approx(4.0, rel=1e-4) and out["is_std"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_class_consistency_and_accuracy_by_hand():
+    from torch import nn
+
+    from polyinr.metrics import accuracy, class_consistency
+
+    class Always(nn.Module):   # predicts class k for every image
+        def __init__(self, k, classes):
+            super().__init__()
+            self.k, self.classes = k, classes
+
+        def forward(self, x):
+            return torch.nn.functional.one_hot(torch.full((len(x),), self.k), self.classes).float()
+    G = polyinr.build_generator("letters", width=16, levels=2)
+    # every class gets n_per_class samples, so a constant classifier is right for exactly one class in 26
+    assert class_consistency(G, Always(3, 26), n_per_class=2, batch=7) == pytest.approx(1 / 26)
+    images = torch.zeros(5, 1, 4, 4, dtype=torch.uint8)
+    assert accuracy(Always(1, 3), images, torch.tensor([1, 1, 0, 2, 1]), batch=2) == pytest.approx(3 / 5)
+
+
 def test_per_sample_seeds_and_class_distribution():
     z, c = E.sample_codes(10, 7, 5, class_probs=[0.7, 0.3, 0.0])
     z2, c2 = E.sample_codes(4, 7, 5, class_probs=[0.7, 0.3, 0.0], start=3)

@@ -56,7 +56,7 @@ def test_config_parameters_exist_in_notebook(name):
 
 def test_02_train(tmp_path):
     run, m = _check("02_train", tmp_path)
-    assert m["kimg"] > 0 and m["wall_seconds"] > 0
+    assert m["kimg"] == pytest.approx(0.064)    # the smoke run's length: 8 steps of batch 8
     assert 0.0 <= m["class_consistency"] <= 1.0 and m["class_consistency_samples"] == 2 * 26
     assert 0.5 < m["classifier_heldout_accuracy"] <= 1.0
     import polyinr

@@ -167,25 +167,42 @@ def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False
     return run_dir
 
 
-def publish_run(run_dir, stem: str) -> Path:
-    """Copy a run's small outputs (executed notebook, json, png, generator.pt) to
-    experiments/results/<stem>/, replacing what was there."""
+def publish_run(run_dir, stem: str, results_root=None) -> Path:
+    """Copy a run's small outputs (executed notebook, json, png, generator.pt, the last sample grids) to
+    <results_root>/<stem>/ (default experiments/results/<stem>/), replacing what was there. The copy is
+    assembled in a temporary folder beside it and swapped in by renames, so a failed copy leaves the
+    previous results in place."""
+    if not isinstance(stem, str) or not stem or stem in (".", "..") or "/" in stem or "\\" in stem:
+        raise ValueError(f"stem: expected a plain folder name such as '02_train', got {stem!r}")
     run_dir = resolve(run_dir)
-    dest = resolve("experiments/results") / stem
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run_dir: folder {str(run_dir)!r} does not exist")
+    root = resolve(results_root or "experiments/results")
+    root.mkdir(parents=True, exist_ok=True)
+    dest = root / stem
+    tmp = root / f".{stem}.publishing"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     for p in sorted(run_dir.iterdir()):
         if p.suffix in {".ipynb", ".json", ".png", ".jsonl"} or p.name == "generator.pt":
-            shutil.copy2(p, dest / p.name)
+            shutil.copy2(p, tmp / p.name)
     samples = run_dir / "samples"
     if samples.is_dir():  # the final sample grids of a training run (not every tick's)
         grids = sorted(p for p in samples.glob("fakes*.png") if "_x4" not in p.name)
         keep = [samples / "reals.png"] + ([grids[-1], grids[-1].with_name(grids[-1].stem + "_x4.png")] if grids else [])
-        (dest / "samples").mkdir()
+        (tmp / "samples").mkdir()
         for p in keep:
             if p.is_file():
-                shutil.copy2(p, dest / "samples" / p.name)
+                shutil.copy2(p, tmp / "samples" / p.name)
+    old = root / f".{stem}.replaced"
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
     return dest
 
 

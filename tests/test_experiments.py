@@ -46,3 +46,33 @@ def test_start_and_finish_run_write_provenance(tmp_path):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", prov["git_commit"]) and prov["git_commit"].startswith(head)
     assert json.loads((run / "metrics.json").read_text()) == {"x": 1.5}
+
+
+def test_publish_run_copies_the_small_outputs_and_replaces_old_results(tmp_path):
+    run = tmp_path / "runs" / "0003-02_train"
+    (run / "samples").mkdir(parents=True)
+    for name in ("02_train.ipynb", "metrics.json", "stats.jsonl", "losses.png", "generator.pt", "latest.pt",
+                 "notes.txt"):
+        (run / name).write_text(name)
+    for name in ("reals.png", "fakes000010.png", "fakes000010_x4.png", "fakes000020.png", "fakes000020_x4.png"):
+        (run / "samples" / name).write_text(name)
+    root = tmp_path / "results"
+    (root / "02_train").mkdir(parents=True)
+    (root / "02_train" / "stale.png").write_text("from an older run")
+    (root / "01_model").mkdir()
+    (root / "01_model" / "keep.json").write_text("{}")
+    dest = experiments.publish_run(run, "02_train", results_root=root)
+    assert dest == root / "02_train"
+    assert sorted(p.name for p in dest.iterdir()) == sorted(
+        ["02_train.ipynb", "metrics.json", "stats.jsonl", "losses.png", "generator.pt", "samples"])
+    assert sorted(p.name for p in (dest / "samples").iterdir()) == ["fakes000020.png", "fakes000020_x4.png",
+                                                                     "reals.png"]
+    assert (dest / "metrics.json").read_text() == "metrics.json"
+    assert (root / "01_model" / "keep.json").exists()                  # other results untouched
+    assert sorted(p.name for p in root.iterdir()) == ["01_model", "02_train"]   # no temporary folders left
+    for bad in ("", ".", "..", "../02_train", "a/b"):
+        with pytest.raises(ValueError, match="stem"):
+            experiments.publish_run(run, bad, results_root=root)
+    with pytest.raises(FileNotFoundError, match="run_dir"):
+        experiments.publish_run(tmp_path / "missing", "02_train", results_root=root)
+    assert (root / "02_train" / "metrics.json").exists()               # a refused publish removes nothing

@@ -346,6 +346,22 @@ def test_perceptual_path_length(G):
         assert r["distances"].shape == (8,) and r["ppl"] > 0 and math.isfinite(r["ppl"])
         flat = an.perceptual_path_length(G, extractor, za, za, c, space=space, t=t, size=8)
         assert flat["ppl"] == 0.0                                          # a constant path has length 0
+    # one distance by hand through the public float64 model: |f(w(t)) - f(w(t + eps))|^2 / eps^2
+    import copy
+
+    from polyinr.render import coordinate_grid
+    G64 = copy.deepcopy(G).double()
+    with torch.no_grad():
+        wa = G64.mapping._forward(za[:1].double(), c[:1], 1.0, False)
+        wb = G64.mapping._forward(zb[:1].double(), c[:1], 1.0, False)
+        imgs = [G64.synthesis(torch.lerp(wa, wb, tt),
+                              coordinate_grid(8, 8).double()).flatten() for tt in (float(t[0]), float(t[0]) + 1e-4)]
+        f = [torch.nn.functional.normalize(x, dim=0) for x in imgs]
+    r = an.perceptual_path_length(G, extractor, za, zb, c, "w", t=t, size=8)
+    assert float(r["distances"][0]) == pytest.approx(float((f[0] - f[1]).square().sum() / 1e-8), rel=1e-6)
+    d = r["distances"]   # StyleGAN's filter: the mean of the distances between the 1st and 99th percentiles
+    keep = d[(d >= torch.quantile(d, 0.01)) & (d <= torch.quantile(d, 0.99))]
+    assert len(keep) == len(d) - 2 and r["ppl"] == pytest.approx(float(keep.mean()))
     # eps -> 0 limit: halving eps barely changes the value (float64)
     r1 = an.perceptual_path_length(G, extractor, za, zb, c, "w", t=t, size=8, eps=1e-4)
     r2 = an.perceptual_path_length(G, extractor, za, zb, c, "w", t=t, size=8, eps=5e-5)

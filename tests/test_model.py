@@ -98,6 +98,22 @@ def test_flat_level_lowers_the_degree(flat):
     scale = max(prof)
     assert prof[levels] < 1e-9 * scale
     assert prof[levels - 1] > 1e-5 * scale
+    assert theory.polynomial_degree(prof) == theory.degree_bound(levels, [flat]) == levels - 1
+
+
+@pytest.mark.parametrize("flat", [[1, 3], [1, 1, 4]])
+def test_degree_bound_counts_distinct_flat_levels(flat):
+    levels = 5
+    G, ws = _pure_double(levels)
+    A = theory.zero_coordinate_terms(G.synthesis.styles(ws), flat)
+    prof = theory.difference_profile(G, ws, A=A, max_order=levels + 1)
+    assert theory.polynomial_degree(prof) == theory.degree_bound(levels, flat) == levels - len(set(flat))
+
+
+def test_finite_differences_of_a_cubic():
+    # f(t) = t^3 at t = 0..5: 0, 1, 8, 27, 64, 125 -> forward differences at 0: 0, 1, 6, 6, 0
+    d = theory.finite_differences(torch.arange(6.0) ** 3, 4)
+    assert [float(x) for x in d] == [0.0, 1.0, 6.0, 6.0, 0.0]
 
 
 def test_released_activations_are_not_a_low_degree_polynomial():

@@ -393,3 +393,37 @@ def test_bf16_autocast_matches_fp32_within_tolerance():
     cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
     assert 0 < rel < 0.03, rel   # > 0: autocast really ran in bf16
     assert cos > 0.99, cos
+
+
+def test_sampler_epochs_are_permutations_and_state_resumes():
+    s = T.Sampler(5, seed=3)
+    first = s.next(7)                                          # crosses into the second epoch
+    assert sorted(first[:5].tolist()) == list(range(5)) and s.pos == 2
+    state = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in s.state_dict().items()}
+    rest = s.next(8)
+    assert sorted(torch.cat([first[5:], rest[:3]]).tolist()) == list(range(5))   # epoch 2 complete
+    r = T.Sampler(5, seed=0)
+    r.load_state_dict(state)
+    assert torch.equal(r.next(8), rest)                        # resumes the same stream
+
+
+def test_grid_and_training_latents():
+    cfg = polyinr.get_preset("letters", width=16, levels=2)
+    z, c, cols = T.grid_latents(cfg, rows=2, seed=5, device="cpu")
+    assert cols == 26 and z.shape == (52, cfg.z_dim) and torch.equal(c, torch.arange(26).repeat(2))
+    # row r uses seed 5 * 1000 + r in every column
+    assert torch.equal(z[27], torch.randn(cfg.z_dim, generator=torch.Generator().manual_seed(5001)))
+    assert torch.equal(z[0], z[25]) and not torch.equal(z[0], z[26])
+    labels = torch.tensor([7, 7, 7, 2])
+    z, c = T.sample_latents(torch.Generator().manual_seed(0), 400, cfg, labels, "cpu")
+    assert z.shape == (400, cfg.z_dim) and set(c.tolist()) == {2, 7}
+    assert 250 < int((c == 7).sum()) < 350                     # classes follow the label distribution (3:1)
+
+
+def test_resolve_resume(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "latest.pt").write_bytes(b"x")
+    assert T.resolve_resume(tmp_path / "run") == tmp_path / "run" / "latest.pt"
+    assert T.resolve_resume(tmp_path / "run" / "latest.pt") == tmp_path / "run" / "latest.pt"
+    with pytest.raises(FileNotFoundError, match="resume"):
+        T.resolve_resume(tmp_path / "nothing")

@@ -189,3 +189,20 @@ def test_09_inversion_notebook(tmp_path):
     for name in ("reconstructions_heldout", "loss_curves", "upsampled", "inverted_interpolation", "inverted_mixing",
                  "pivotal_tuning"):
         assert (run / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_initial_w_uses_the_tracked_class_mean_and_falls_back_to_samples():
+    from polyinr.inversion import initial_w, w_statistics
+    G = polyinr.build_generator("letters", width=16, levels=2)
+    c = torch.tensor([3, 1, 3])
+    w, how = initial_w(G, c, batch=3)                            # untracked (all-zero) w_avg: sample means
+    ref, _ = w_statistics(G, c)
+    assert how == "sample_mean" and torch.equal(w, ref) and torch.equal(w[0], w[2])
+    # the class-k sample mean does not depend on the other targets of the batch
+    assert torch.equal(w_statistics(G, torch.tensor([3]))[0][0], ref[0])
+    with torch.no_grad():
+        G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg))
+    w, how = initial_w(G, c, batch=3)
+    assert how == "class_mean" and torch.equal(w, G.mapping.w_avg[c])
+    w[0].add_(1.0)                                               # a copy: w_avg itself is untouched
+    assert torch.equal(G.mapping.w_avg[3], initial_w(G, c, batch=3)[0][0])

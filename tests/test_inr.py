@@ -400,6 +400,12 @@ def test_notebook_00_smoke(tmp_path):
     assert g["estimated_full_protocol_hours"] == pytest.approx(
         sum(g["seconds_per_step"].values()) * (512 / 32) ** 2 * 2000 / 3600)
     assert "-p gen_size 512 -p gen_steps 2000" in g["full_protocol_command"]
+    for kind in ("natural", "text"):            # the read-out is computed from the table it reads
+        for n, r in g[kind].items():
+            assert g["train_minus_heldout"][kind][n] == pytest.approx(r["train"] - r["heldout"])
+        assert set(g["heldout_minus_published"][kind]) == set(g["published"][kind]) & set(g[kind])
+        assert g["heldout_minus_published"][kind]["relu"] == pytest.approx(
+            g[kind]["relu"]["heldout"] - g["published"][kind]["relu"])
     assert not g["full_protocol"] and set(g["threads"]) == {f"{k}/{n}" for k in ("natural", "text") for n in names | {"basic"}}
     assert len(list((run / "generalization_fits").glob("*.json"))) == 14   # the per-fit cache, no states left
     assert not list((run / "generalization_fits").glob("*.pt"))

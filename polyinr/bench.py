@@ -292,10 +292,23 @@ def estimate_training_memory(cfg, processes: int = 1, channels: int = 3, num_cla
             "bytes": {"static": static, "g_step_activations": g_act, "d_step_activations": d_act}}
 
 
+def bench_inr_fit(name: str = "polyinr", size: int = 512, steps: int = 50, device: str = "cpu") -> dict:
+    """Seconds per full-batch Adam step of one fit of the generalisation protocol (`inr.generalization_fit`,
+    natural image, `size`², the notebook's learning rate) on `device`, with its PSNR after `steps` steps."""
+    from . import inr
+    lr = {"polyinr": 1e-3, "polyinr_pure": 3e-3, "siren": 3e-4}.get(name, 3e-3)
+    poly = dict(levels=10, coord_range=(-1.0, 1.0), slope=0.2) if name.startswith("polyinr") else {}
+    r = inr.generalization_fit(name, "natural", "astronaut", size, steps, lr, device=device, **poly)
+    return {"bench": "inr_fit", "model": name, "size": size, "steps": steps, "params": r["params"],
+            "seconds_per_step": float(f"{r['seconds_per_step']:.6g}"), "heldout_psnr": round(r["heldout"], 3),
+            "device": r["device"], "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
 def bench_gpu(device: str = "cuda", quick: bool = False, out=None) -> list[dict]:
     """The GPU check (< 5 minutes on one GPU): rendering of `imagenet` at 256 and 512 in fp32 and
     bf16 against the matmul roofline, and training img/s and peak memory of `imagenet` at 32x32
-    with the projected discriminator (random backbones) in fp32, bf16 and bf16 + torch.compile.
+    with the projected discriminator (random backbones) in fp32, bf16 and bf16 + torch.compile, and the
+    step time of one Poly-INR fit of the generalisation protocol at 512² (50 steps).
     quick=True runs the same code path at toy sizes (for tests on a CPU)."""
     import json as _json
     rows = []
@@ -317,6 +330,7 @@ def bench_gpu(device: str = "cuda", quick: bool = False, out=None) -> list[dict]
         p, steps = kw.pop("preset"), kw.pop("steps")
         b, r = kw.pop("batch"), kw.pop("resolution")
         rows.append(bench_train(p, dtype, steps, b, r, device=device, compile=compile_, **kw))
+    rows.append(bench_inr_fit("polyinr", 16 if quick else 512, 3 if quick else 50, device))
     if out is not None:
         from pathlib import Path
         Path(out).parent.mkdir(parents=True, exist_ok=True)

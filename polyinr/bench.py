@@ -198,7 +198,8 @@ def _op_micro_us(rows: int, n: int, dtype: torch.dtype, repeats: int) -> dict:
 
 
 def bench_precision(preset: str = "letters", rounds: int = 8, steps_per_round: int = 4, batch: int | None = None,
-                    resolution: int | None = None, seed: int = 0, op_repeats: int = 30, **overrides) -> dict:
+                    resolution: int | None = None, seed: int = 0, op_repeats: int = 30, compile: bool = False,
+                    **overrides) -> dict:
     """bfloat16 autocast against float32 on the CPU, measured so that machine drift cancels: both
     training iterations live in one process and run in alternating rounds of `steps_per_round` steps;
     `ratio` is the median over rounds of (float32 seconds / bfloat16 seconds). `op_us` times the
@@ -209,9 +210,9 @@ def bench_precision(preset: str = "letters", rounds: int = 8, steps_per_round: i
     its = {}
     for dtype in ("float32", "bfloat16"):
         its[dtype], cfg, mcfg, local = _train_iteration(preset, dtype, batch, resolution, seed, Dist(), dev,
-                                                        **overrides)
+                                                        compile, **overrides)
     for dtype, it in its.items():
-        for i in range(2):
+        for i in range(3 if compile else 2):
             it(i)
     seconds = {d: [] for d in its}
     for r in range(rounds):
@@ -224,7 +225,7 @@ def bench_precision(preset: str = "letters", rounds: int = 8, steps_per_round: i
     B = cfg.batch
     rows = local * cfg.resolution ** 2
     op_us = {d: _op_micro_us(rows, mcfg.width, DTYPES[d], op_repeats) for d in its}
-    return {"bench": "precision", "preset": preset, "batch": B, "resolution": cfg.resolution, "width": mcfg.width,
+    return {"bench": "precision", "preset": preset, "compile": compile, "batch": B, "resolution": cfg.resolution, "width": mcfg.width,
             "rounds": rounds, "steps_per_round": steps_per_round,
             "img_per_s": {d: float(f"{B / statistics.median(s):.6g}") for d, s in seconds.items()},
             "seconds_per_step": {d: [float(f"{x:.6g}") for x in s] for d, s in seconds.items()},
@@ -367,6 +368,7 @@ def main(argv=None) -> int:
     pr.add_argument("--steps-per-round", type=int, default=4)
     pr.add_argument("--batch", type=int, default=None)
     pr.add_argument("--resolution", type=int, default=None)
+    pr.add_argument("--compile", action="store_true", help="torch.compile the synthesis in both")
     pr.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
                     help="override a TrainConfig field (YAML value)")
     m = sub.add_parser("memory", help="memory per process of a training configuration, from shapes")
@@ -397,7 +399,7 @@ def main(argv=None) -> int:
     elif args.cmd == "precision":
         import yaml
         out = bench_precision(args.preset, args.rounds, args.steps_per_round, args.batch, args.resolution,
-                              **{k: yaml.safe_load(v) for k, v in args.set})
+                              compile=args.compile, **{k: yaml.safe_load(v) for k, v in args.set})
     elif args.cmd == "render":
         from .config import get_preset
         size = args.size or get_preset(args.preset).resolution

@@ -48,7 +48,7 @@ def test_precision_bench_is_consistent(capsys):
     assert abs(out["ratio"] - ratios[1]) < 1e-3 * ratios[1] + 1e-3
     assert out["ratio_min"] <= out["ratio"] <= out["ratio_max"]
     assert abs(out["img_per_s"]["float32"] - 4 / statistics.median(s32)) < 1e-3 * out["img_per_s"]["float32"]
-    assert out["feature_map"] == [4 * 8 * 8, 16] and out["width"] == 16
+    assert out["feature_map"] == [4 * 8 * 8, 16] and out["width"] == 16 and out["compile"] is False
     ops = {"linear", "bmm_coords", "mul", "leaky_relu", "leaky_relu_backward", "clamp", "clamp_backward"}
     assert set(out["op_us"]) == {"float32", "bfloat16"}
     assert all(set(v) == ops for v in out["op_us"].values())

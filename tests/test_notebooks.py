@@ -58,9 +58,12 @@ def test_02_train(tmp_path):
     run, m = _check("02_train", tmp_path)
     assert m["kimg"] == pytest.approx(0.064)    # the smoke run's length: 8 steps of batch 8
     assert 0.0 <= m["class_consistency"] <= 1.0 and m["class_consistency_samples"] == 2 * 26
+    hits = m["class_consistency"] * 52                  # a share of 52 samples: a whole number of them
+    assert abs(hits - round(hits)) < 1e-9
     assert 0.5 < m["classifier_heldout_accuracy"] <= 1.0
     import polyinr
-    assert polyinr.load_generator(run / "generator.pt").cfg.levels == 4
+    G = polyinr.load_generator(run / "generator.pt")
+    assert G.cfg.levels == 4 and m["params"] == polyinr.count_parameters(G)
     assert (run / "losses.png").is_file() and (run / "reals.png").is_file()
 
 

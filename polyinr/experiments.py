@@ -196,8 +196,11 @@ def publish_run(run_dir, stem: str, results_root=None) -> Path:
             if p.is_file():
                 shutil.copy2(p, tmp / "samples" / p.name)
     old = root / f".{stem}.replaced"
-    if old.exists():
-        shutil.rmtree(old)
+    if old.exists():   # left by a publish that stopped between its renames
+        if dest.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(dest)
     if dest.exists():
         dest.rename(old)
     tmp.rename(dest)

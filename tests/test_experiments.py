@@ -76,3 +76,7 @@ def test_publish_run_copies_the_small_outputs_and_replaces_old_results(tmp_path)
     with pytest.raises(FileNotFoundError, match="run_dir"):
         experiments.publish_run(tmp_path / "missing", "02_train", results_root=root)
     assert (root / "02_train" / "metrics.json").exists()               # a refused publish removes nothing
+    # a publish that stopped between its two renames left only ".02_train.replaced": the next one still works
+    (root / "02_train").rename(root / ".02_train.replaced")
+    experiments.publish_run(run, "02_train", results_root=root)
+    assert sorted(p.name for p in root.iterdir()) == ["01_model", "02_train"]

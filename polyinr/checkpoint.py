@@ -98,3 +98,27 @@ def load_generator(path, preset: str | None = None, key: str | None = None, map_
     except RuntimeError as e:
         raise ValueError(f"checkpoint {str(path)!r}: weights {key!r} do not fit its model_config: {e}") from e
     return G.eval().requires_grad_(False)
+
+
+def load_discriminator(path, map_location="cpu"):
+    """The trained discriminator of a training checkpoint (a run's `latest.pt`), rebuilt from the
+    checkpoint's training and model configs. Its weights, frozen feature networks included, come from
+    the checkpoint, so no pretrained download is needed. Returned in eval mode without gradients:
+    `D(x, c)` gives logits [B, K] for images x [B, C, R, R] in [-1, 1] at the training resolution R
+    (class ids c for a conditional model); higher means "judged real"."""
+    import dataclasses
+
+    from .config import TrainConfig
+    from .train import build_D
+    ckpt = load_checkpoint(path, map_location)
+    if "D" not in ckpt or "train_config" not in ckpt:
+        raise ValueError(f"checkpoint {str(path)!r} holds no discriminator: only training checkpoints (a run's "
+                         f"latest.pt) do; it has {sorted(ckpt)}")
+    tc = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), pretrained=False, backbone_weights=None)
+    mc = ModelConfig.from_dict(ckpt["model_config"])
+    D = build_D(tc, mc.img_channels, mc.num_classes)
+    try:
+        D.load_state_dict(ckpt["D"])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {str(path)!r}: its D weights do not fit its train_config: {e}") from e
+    return D.to(map_location).eval().requires_grad_(False)

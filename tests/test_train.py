@@ -290,6 +290,15 @@ def test_run_folder_contents(tmp_path):
     G = polyinr.load_generator(run / "generator.pt")
     assert G.cfg.width == 16 and G.cfg.num_classes == 26 and G.cfg.img_channels == 1
     assert load_checkpoint(run / "latest.pt")["cur_nimg"] == 16
+    # the run's discriminator, reusable on its own: the checkpoint's weights, frozen, in eval mode
+    D = polyinr.load_discriminator(run / "latest.pt")
+    saved = load_checkpoint(run / "latest.pt")["D"]
+    assert D.state_dict().keys() == saved.keys() and all(torch.equal(D.state_dict()[k], saved[k]) for k in saved)
+    assert not D.training and not any(p.requires_grad for p in D.parameters())
+    x, c = torch.rand(3, 1, 8, 8) * 2 - 1, torch.tensor([0, 5, 25])
+    assert D(x, c).shape == (3, 1) and torch.equal(D(x, c), D(x, c))     # no power iteration in eval mode
+    with pytest.raises(ValueError, match="no discriminator"):
+        polyinr.load_discriminator(run / "generator.pt")
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -427,3 +436,17 @@ def test_resolve_resume(tmp_path):
     assert T.resolve_resume(tmp_path / "run" / "latest.pt") == tmp_path / "run" / "latest.pt"
     with pytest.raises(FileNotFoundError, match="resume"):
         T.resolve_resume(tmp_path / "nothing")
+
+
+def test_load_discriminator_restores_frozen_feature_networks(tmp_path):
+    """A projected D is rebuilt without downloading anything: its backbone weights come from the checkpoint."""
+    cfg = tiny(discriminator="projected", backbones=("tf_efficientnet_lite0",), d_input_size=32, pretrained=False)
+    torch.manual_seed(123)
+    D = T.build_D(cfg, 1, 26)
+    G = polyinr.build_generator("letters", width=16, levels=2, resolution=8)
+    path = polyinr.save_checkpoint(tmp_path / "latest.pt", G, D=D.state_dict(), train_config=cfg.to_dict())
+    torch.manual_seed(0)                                                  # a different random init inside
+    E = polyinr.load_discriminator(path)
+    assert all(torch.equal(E.state_dict()[k], v) for k, v in D.state_dict().items())
+    x, c = torch.rand(2, 1, 8, 8) * 2 - 1, torch.tensor([1, 2])
+    torch.testing.assert_close(E(x, c), D.eval()(x, c))

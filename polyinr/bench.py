@@ -149,7 +149,8 @@ def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20
     from .config import get_preset
     from .train import init_distributed
     dist, dev = init_distributed(device)
-    iteration, cfg, mcfg, _ = _train_iteration(preset, dtype, batch, resolution, seed, dist, dev, compile, **overrides)
+    iteration, cfg, mcfg, local = _train_iteration(preset, dtype, batch, resolution, seed, dist, dev, compile,
+                                                   **overrides)
     B, R = cfg.batch, cfg.resolution
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     if dev.type == "cuda":
@@ -167,7 +168,7 @@ def bench_train(preset: str = "letters", dtype: str = "float32", steps: int = 20
     seconds = (time.perf_counter() - t) / steps
     peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else peak_rss_mb()
     return {"bench": "train", "preset": preset, "dtype": dtype, "compile": compile, "batch": B,
-            "batch_gpu": cfg.batch_gpu or B // dist.world, "processes": dist.world, "resolution": R,
+            "batch_gpu": cfg.batch_gpu or local, "processes": dist.world, "resolution": R,
             "discriminator": cfg.discriminator, "width": mcfg.width, "levels": mcfg.levels,
             "seconds_per_step": float(f"{seconds:.6g}"), "img_per_s": float(f"{B / seconds:.6g}"),
             "peak_memory_mb": round(peak, 1), "threads": torch.get_num_threads(), "device": str(dev),
@@ -353,24 +354,19 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="cpu")
     t = sub.add_parser("train", help="img/s of the full G+D training iteration")
-    t.add_argument("--preset", default="letters", help="training preset")
     t.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     t.add_argument("--steps", type=int, default=20)
-    t.add_argument("--batch", type=int, default=None)
-    t.add_argument("--resolution", type=int, default=None)
-    t.add_argument("--compile", action="store_true")
     t.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    t.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
-                   help="override a TrainConfig field (YAML value), e.g. --set g_overrides '{width: 64}'")
     pr = sub.add_parser("precision", help="bfloat16 vs float32 training on the CPU, interleaved in one process")
-    pr.add_argument("--preset", default="letters", help="training preset")
     pr.add_argument("--rounds", type=int, default=8)
     pr.add_argument("--steps-per-round", type=int, default=4)
-    pr.add_argument("--batch", type=int, default=None)
-    pr.add_argument("--resolution", type=int, default=None)
-    pr.add_argument("--compile", action="store_true", help="torch.compile the synthesis in both")
-    pr.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
-                    help="override a TrainConfig field (YAML value)")
+    for p in (t, pr):   # the training iteration both measure
+        p.add_argument("--preset", default="letters", help="training preset")
+        p.add_argument("--batch", type=int, default=None)
+        p.add_argument("--resolution", type=int, default=None)
+        p.add_argument("--compile", action="store_true", help="torch.compile the synthesis")
+        p.add_argument("--set", nargs=2, action="append", default=[], metavar=("FIELD", "VALUE"),
+                       help="override a TrainConfig field (YAML value), e.g. --set g_overrides '{width: 64}'")
     m = sub.add_parser("memory", help="memory per process of a training configuration, from shapes")
     m.add_argument("--preset", default="imagenet", help="training preset")
     m.add_argument("--config", default=None, help="YAML/JSON of TrainConfig fields (e.g. experiments/configs/train/...)")
@@ -384,22 +380,20 @@ def main(argv=None) -> int:
         for row in bench_gpu(args.device, args.quick, args.out):
             print(json.dumps(row), flush=True)
         return 0
+    import yaml
+    over = {k: yaml.safe_load(v) for k, v in getattr(args, "set", [])}
     if args.cmd == "memory":
-        import yaml
         from .config import get_train_preset
         over = yaml.safe_load(open(args.config).read()) if args.config else {}
         out = estimate_training_memory(get_train_preset(args.preset, **(over or {})), args.processes)
     elif args.cmd == "train":
-        import yaml
-        over = {k: yaml.safe_load(v) for k, v in args.set}
         out = bench_train(args.preset, args.dtype, args.steps, args.batch, args.resolution, device=args.device,
                           compile=args.compile, **over)
         if out["rank"] != 0:
             return 0
     elif args.cmd == "precision":
-        import yaml
         out = bench_precision(args.preset, args.rounds, args.steps_per_round, args.batch, args.resolution,
-                              compile=args.compile, **{k: yaml.safe_load(v) for k, v in args.set})
+                              compile=args.compile, **over)
     elif args.cmd == "render":
         from .config import get_preset
         size = args.size or get_preset(args.preset).resolution

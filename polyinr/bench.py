@@ -109,7 +109,7 @@ def _train_iteration(preset: str, dtype: str, batch: int | None, resolution: int
     from . import augment as aug
     from .config import get_preset, get_train_preset
     from .model import Generator
-    from .train import StepContext, autocast, build_D, d_step, g_param_groups, g_step, update_ema
+    from .train import StepContext, autocast, build_D, d_step, g_param_groups, g_step, grad_scalers, update_ema
     precision = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype]
     cfg = get_train_preset(preset, precision=precision, compile=compile, **overrides,
                            **({"batch": batch} if batch else {}), **({"resolution": resolution} if resolution else {}))
@@ -125,7 +125,7 @@ def _train_iteration(preset: str, dtype: str, batch: int | None, resolution: int
     opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=cfg.betas)
     ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(seed),
                       autocast=autocast(cfg, dev), blur_sigma=cfg.blur_init_sigma, micro=cfg.batch_gpu,
-                      dist=dist if dist.world > 1 else None)
+                      dist=dist if dist.world > 1 else None, scalers=grad_scalers(cfg, dev))
     B, R = cfg.batch, cfg.resolution
     local = B // dist.world
     real = torch.rand(local, channels, R, R, device=dev) * 2 - 1
@@ -306,14 +306,26 @@ def bench_inr_fit(name: str = "polyinr", size: int = 512, steps: int = 50, devic
             "device": r["device"], "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
-def bench_gpu(device: str = "cuda", quick: bool = False, out=None) -> list[dict]:
+def bench_gpu(device: str = "cuda", quick: bool = False, out=None, echo=None) -> list[dict]:
     """The GPU check (< 5 minutes on one GPU): rendering of `imagenet` at 256 and 512 in fp32 and
     bf16 against the matmul roofline, and training img/s and peak memory of `imagenet` at 32x32
     with the projected discriminator (random backbones) in fp32, bf16 and bf16 + torch.compile, and the
-    step time of one Poly-INR fit of the generalisation protocol at 512² (50 steps).
+    step time of one Poly-INR fit of the generalisation protocol at 512² (50 steps). On CUDA it also times
+    float16 training (autocast + gradient scaler).
+    Each row goes to `out` (JSON lines, rewritten after every row) and to `echo` as soon as it is measured,
+    so a run stopped early keeps what it finished.
     quick=True runs the same code path at toy sizes (for tests on a CPU)."""
     import json as _json
+    from pathlib import Path
     rows = []
+
+    def add(row):
+        rows.append(row)
+        if out is not None:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text("".join(_json.dumps(r) + "\n" for r in rows))
+        if echo is not None:
+            echo(row)
     if quick:
         renders = [("letters", 16, 2)]
         train = dict(preset="letters", batch=4, resolution=8, g_overrides={"width": 16, "levels": 3}, steps=2,
@@ -324,19 +336,17 @@ def bench_gpu(device: str = "cuda", quick: bool = False, out=None) -> list[dict]
         renders = [("imagenet", 256, 8), ("imagenet", 512, 2)]
         train = dict(preset="imagenet", batch=64, resolution=32, steps=10, pretrained=False)
         variants = [("float32", False), ("bfloat16", False), ("bfloat16", True)]
+        if torch.device(device).type == "cuda":
+            variants.append(("float16", False))
     for preset, size, batch in renders:
         for dtype in ("float32", "bfloat16"):
-            rows.append(bench_render(preset, size, batch, dtype, repeats=2 if quick else 3, device=device))
+            add(bench_render(preset, size, batch, dtype, repeats=2 if quick else 3, device=device))
     for dtype, compile_ in variants:
         kw = dict(train)
         p, steps = kw.pop("preset"), kw.pop("steps")
         b, r = kw.pop("batch"), kw.pop("resolution")
-        rows.append(bench_train(p, dtype, steps, b, r, device=device, compile=compile_, **kw))
-    rows.append(bench_inr_fit("polyinr", 16 if quick else 512, 3 if quick else 50, device, coord_range=(-1.0, 1.0)))
-    if out is not None:
-        from pathlib import Path
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text("".join(_json.dumps(r) + "\n" for r in rows))
+        add(bench_train(p, dtype, steps, b, r, device=device, compile=compile_, **kw))
+    add(bench_inr_fit("polyinr", 16 if quick else 512, 3 if quick else 50, device, coord_range=(-1.0, 1.0)))
     return rows
 
 
@@ -377,8 +387,7 @@ def main(argv=None) -> int:
     gp.add_argument("--out", default=None, help="also write the JSON lines to this file")
     args = ap.parse_args(argv)
     if args.cmd == "gpu":
-        for row in bench_gpu(args.device, args.quick, args.out):
-            print(json.dumps(row), flush=True)
+        bench_gpu(args.device, args.quick, args.out, echo=lambda row: print(json.dumps(row), flush=True))
         return 0
     import yaml
     over = {k: yaml.safe_load(v) for k, v in getattr(args, "set", [])}

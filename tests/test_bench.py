@@ -35,6 +35,21 @@ def test_gpu_check_code_path_on_cpu(tmp_path, capsys):
     assert (tmp_path / "gpu.jsonl").read_text().count("\n") == 4
 
 
+def test_gpu_check_writes_each_row_when_measured(tmp_path):
+    """A GPU check stopped at its time limit keeps the rows it finished: when row k is reported, the
+    output file already holds rows 1..k."""
+    out = tmp_path / "gpu.jsonl"
+    seen = []
+
+    def echo(row):
+        lines = out.read_text().splitlines()
+        seen.append(len(lines))
+        assert json.loads(lines[-1]) == row
+
+    rows = bench.bench_gpu("cpu", quick=True, out=out, echo=echo)
+    assert seen == [1, 2, 3, 4] and len(rows) == 4
+
+
 def test_precision_bench_is_consistent(capsys):
     """Interleaved fp32 / bf16 rounds: the reported ratio is the median of the per-round ratios, the
     img/s are the medians of the per-round step times, and every synthesis op is timed in both dtypes."""

@@ -226,8 +226,8 @@ def bench_precision(preset: str = "letters", rounds: int = 8, steps_per_round: i
     B = cfg.batch
     rows = local * cfg.resolution ** 2
     op_us = {d: _op_micro_us(rows, mcfg.width, DTYPES[d], op_repeats) for d in its}
-    return {"bench": "precision", "preset": preset, "compile": compile, "batch": B, "resolution": cfg.resolution, "width": mcfg.width,
-            "rounds": rounds, "steps_per_round": steps_per_round,
+    return {"bench": "precision", "preset": preset, "compile": compile, "batch": B, "resolution": cfg.resolution,
+            "width": mcfg.width, "rounds": rounds, "steps_per_round": steps_per_round,
             "img_per_s": {d: float(f"{B / statistics.median(s):.6g}") for d, s in seconds.items()},
             "seconds_per_step": {d: [float(f"{x:.6g}") for x in s] for d, s in seconds.items()},
             "ratio": round(statistics.median(ratios), 3), "ratio_min": round(min(ratios), 3),

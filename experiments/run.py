@@ -1,7 +1,7 @@
 """Run an experiment notebook into a fresh folder: python experiments/run.py NAME [-p KEY VALUE] [--smoke]."""
 import sys
 
-from polyinr.experiments import main
+from polyinr.tools.experiments import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,7 +29,7 @@ def run_notebook_smoke(name: str, tmp_path):
     (run folder, metrics dict). Fails if papermill fails or metrics.json / config.json are missing."""
     import json
 
-    from polyinr.experiments import run_experiment
+    from polyinr.tools.experiments import run_experiment
     run = run_experiment(name, smoke=True, runs_root=tmp_path, progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import polyinr
-from polyinr import analysis as an
+from polyinr.studies import analysis as an
 
 
 @pytest.fixture(scope="module")
@@ -349,7 +349,7 @@ def test_perceptual_path_length(G):
     # one distance by hand through the public float64 model: |f(w(t)) - f(w(t + eps))|^2 / eps^2
     import copy
 
-    from polyinr.render import coordinate_grid
+    from polyinr.core.render import coordinate_grid
     G64 = copy.deepcopy(G).double()
     with torch.no_grad():
         wa = G64.mapping._forward(za[:1].double(), c[:1], 1.0, False)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyinr.experiments import repo_root
+from polyinr.tools.experiments import repo_root
 
 pytestmark = pytest.mark.browser
 

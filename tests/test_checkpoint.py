@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import polyinr
-from polyinr import checkpoint
+from polyinr.core import checkpoint
 
 
 def _G():

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from polyinr import data
-from polyinr.data import LETTERS
+from polyinr.training import data
+from polyinr.training.data import LETTERS
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from polyinr.checkpoint import load_checkpoint
+from polyinr.core.checkpoint import load_checkpoint
 
 CFG = dict(g_overrides={"width": 16, "levels": 3}, resolution=8, batch=8, tick_kimg=0.016, d_width=8,
            d_max_width=16, precision="fp32", deterministic=True, grid_rows=1)
@@ -93,8 +93,8 @@ def test_sigkill_and_resume_is_bit_exact(tmp_path, nproc):
 def test_launch_from_python_follows_a_two_process_job(tmp_path):
     """What notebooks/02_train does with nproc > 1."""
     import polyinr
-    from polyinr.config import get_train_preset
-    from polyinr.train import launch
+    from polyinr.core.config import get_train_preset
+    from polyinr.training.loop import launch
     cfg = get_train_preset("letters", **{**CFG, "kimg": 0.016})
     run = launch(cfg, tmp_path / "job", nproc=2, progress=False)
     assert json.loads((run / "config.json").read_text())["world_size"] == 2

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from polyinr import experiments
-from polyinr.experiments import repo_root
+from polyinr.tools import experiments
+from polyinr.tools.experiments import repo_root
 
 ROOT = repo_root()
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from polyinr import inr
+from polyinr.studies import inr
 
 BASELINES = ("relu", "pe", "ff", "siren")
 
@@ -58,13 +58,13 @@ def test_two_level_identity_polyinr_has_a_constant_nonzero_hessian():
 @pytest.mark.parametrize("budget,channels", [(20_000, 1), (200_000, 3)])
 def test_every_model_meets_its_parameter_budget(name, budget, channels):
     m = inr.build_inr(name, budget, channels)
-    n = inr.count_params(m)
+    n = polyinr.count_parameters(m)
     assert abs(n - budget) <= 0.05 * budget
     assert m(torch.rand(5, 2)).shape == (5, channels)
     # the width is the closest one: one step either way is not closer
     for w in (m.width - 1, m.width + 1):
         with torch.device("meta"):
-            other = inr.count_params(inr.make_inr(name, channels, width=w))
+            other = polyinr.count_parameters(inr.make_inr(name, channels, width=w))
         assert abs(other - budget) >= abs(n - budget)
 
 
@@ -79,16 +79,16 @@ def test_budget_errors_name_the_argument():
 
 def test_parameter_counts_by_hand():
     w, d, C = 10, 3, 2
-    assert inr.count_params(inr.relu_mlp(C, w, d)) == (2 * w + w) + (d - 1) * (w * w + w) + (w * C + C)
+    assert polyinr.count_parameters(inr.relu_mlp(C, w, d)) == (2 * w + w) + (d - 1) * (w * w + w) + (w * C + C)
     ff = inr.ff_mlp(C, w, d, n_features=16)
-    assert inr.count_params(ff) == (32 * w + w) + (d - 1) * (w * w + w) + (w * C + C)   # B is a fixed buffer
+    assert polyinr.count_parameters(ff) == (32 * w + w) + (d - 1) * (w * w + w) + (w * C + C)   # B is a fixed buffer
     assert ff.encoding.B.requires_grad is False
     pe = inr.pe_mlp(C, w, d, n_freqs=3)
-    assert inr.count_params(pe) == ((2 + 12) * w + w) + (d - 1) * (w * w + w) + (w * C + C)
+    assert polyinr.count_parameters(pe) == ((2 + 12) * w + w) + (d - 1) * (w * w + w) + (w * C + C)
     p = inr.poly_inr(C, width=w, levels=3, pure=True, w_dim=4)
     n_synth = 3 * (4 * 3 * w + 3 * w + w * w + w) + (w * C + C)
-    assert inr.count_params(p) == n_synth + 3 * 4                           # ws [1, L, w_dim] counts too
-    assert inr.count_params(p) == inr.count_params(p.synthesis) + p.ws.numel()
+    assert polyinr.count_parameters(p) == n_synth + 3 * 4                           # ws [1, L, w_dim] counts too
+    assert polyinr.count_parameters(p) == polyinr.count_parameters(p.synthesis) + p.ws.numel()
 
 
 def test_encodings_by_hand():
@@ -224,7 +224,7 @@ def test_killed_fit_resumes_bit_exactly(tmp_path, monkeypatch):
 
 def test_generalization_fit_cache_reuses_only_identical_settings(tmp_path):
     a = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3, cache_dir=tmp_path)
-    assert not a["cached"] and a["key"]["size"] == 16 and a["params"] == inr.count_params(inr.relu_mlp(3, 256, 3))
+    assert not a["cached"] and a["key"]["size"] == 16 and a["params"] == polyinr.count_parameters(inr.relu_mlp(3, 256, 3))
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 1 and files[0].startswith("text-relu-") and files[0].endswith(".json")
     b = inr.generalization_fit("relu", "text", "text", 16, 3, 1e-3, cache_dir=tmp_path)
@@ -380,8 +380,8 @@ def test_generalization_models_follow_the_protocol():
     pe = inr.generalization_model("pe", "natural", 3)
     assert pe.mlp.hidden[0].in_features == 512
     poly = inr.generalization_model("polyinr_pure", "natural", 3)
-    assert abs(inr.count_params(poly) - inr.count_params(inr.generalization_model("ff", "natural", 3))) \
-        <= 0.05 * inr.count_params(ff)
+    assert abs(polyinr.count_parameters(poly) - polyinr.count_parameters(inr.generalization_model("ff", "natural", 3))) \
+        <= 0.05 * polyinr.count_parameters(ff)
     with pytest.raises(ValueError, match="kind"):
         inr.generalization_model("ff", "photos")
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import polyinr
-from polyinr import evaluation as E
-from polyinr import fid
-from polyinr.experiments import resolve
-from polyinr.metrics import LettersCNN, letters_classifier
+from polyinr.evaluation import protocols as E
+from polyinr.evaluation import fid
+from polyinr.tools.experiments import resolve
+from polyinr.training.classifiers import LettersCNN, letters_classifier
 
 
 def _gauss(n, d, seed, shift=0.0, scale=1.0):
@@ -210,7 +210,8 @@ def test_inception_score_closed_forms():
 def test_class_consistency_and_accuracy_by_hand():
     from torch import nn
 
-    from polyinr.metrics import accuracy, class_consistency
+    from polyinr.evaluation.letters import class_consistency
+    from polyinr.training.classifiers import accuracy
 
     class Always(nn.Module):   # predicts class k for every image
         def __init__(self, k, classes):
@@ -256,7 +257,7 @@ def test_dense_grid_and_bicubic_share_the_pixel_centre_geometry():
 
 
 def test_real_letters_subsets_are_the_split_itself():
-    from polyinr.data import letters
+    from polyinr.training.data import letters
     imgs, labels = E.real_letters(16, n=520, seed=0)                      # V = 1: all 520 glyphs, permuted
     ds = letters(16, "train", variants=1, seed=0, cache=False)
     key = lambda x, y: sorted(zip(y.tolist(), (bytes(a.numpy()) for a in x)))  # noqa: E731

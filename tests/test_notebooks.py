@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from polyinr.experiments import repo_root
+from polyinr.tools.experiments import repo_root
 
 ROOT = repo_root()
 CONFIGS = sorted(p.stem for p in (ROOT / "experiments/configs").glob("*.yaml"))

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import polyinr
-from polyinr.render import render_coords
+from polyinr.core.render import render_coords
 
 
 def test_coordinate_grid_endpoints_and_order():

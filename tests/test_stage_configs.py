@@ -6,9 +6,9 @@ import torch
 import yaml
 
 import polyinr
-from polyinr.bench import estimate_training_memory
-from polyinr.config import get_train_preset
-from polyinr.experiments import repo_root
+from polyinr.tools.bench import estimate_training_memory
+from polyinr.core.config import get_train_preset
+from polyinr.tools.experiments import repo_root
 
 STAGES = sorted((repo_root() / "experiments/configs/train").glob("*.yaml"))
 PARAMS = {"imagenet": 45_869_695, "ffhq": 13_198_399}

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 import polyinr
-from polyinr import augment as aug
-from polyinr import train as T
-from polyinr.checkpoint import load_checkpoint
-from polyinr.config import TrainConfig, get_train_preset
-from polyinr.discriminator import (BackboneWeightsError, ConvDiscriminator, FeatureNetwork, ProjectedDiscriminator,
+from polyinr.training import augment as aug
+from polyinr.training import loop as T
+from polyinr.core.checkpoint import load_checkpoint
+from polyinr.core.config import TrainConfig, get_train_preset
+from polyinr.training.backbones import BackboneWeightsError
+from polyinr.training.discriminator import (ConvDiscriminator, FeatureNetwork, ProjectedDiscriminator,
                                    RandomProjection)
-from polyinr.losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
+from polyinr.training.losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
 
 TINY = dict(g_overrides={"width": 16, "levels": 3}, resolution=8, batch=4, kimg=0.016, tick_kimg=0.008,
             d_width=8, d_max_width=16, precision="fp32", deterministic=True, grid_rows=1)

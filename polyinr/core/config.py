@@ -12,6 +12,21 @@ import math
 from dataclasses import dataclass
 
 
+# DiffAugment's operations, in the order they are applied (`polyinr.training.augment`).
+POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: str) -> tuple[str, ...]:
+    """'color,translation,cutout' -> ('color', 'translation', 'cutout'); '' or 'none' -> ()."""
+    if policy is None or policy.strip().lower() in ("", "none"):
+        return ()
+    parts = tuple(p.strip() for p in policy.split(",") if p.strip())
+    bad = [p for p in parts if p not in POLICIES]
+    if bad:
+        raise ValueError(f"diffaugment: unknown policy {bad}; expected a comma-separated subset of {POLICIES}")
+    return parts
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Mapping network (z -> w).
@@ -184,7 +199,6 @@ class TrainConfig:
         if not isinstance(self.g_overrides, dict):
             raise ValueError(f"TrainConfig.g_overrides must be a dict of ModelConfig fields, got {self.g_overrides!r}")
         get_preset(self.preset, **self.g_overrides)   # validates the overrides
-        from .augment import parse_policy
         parse_policy(self.diffaugment)
 
     def to_dict(self) -> dict:

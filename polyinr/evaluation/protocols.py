@@ -25,19 +25,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from ..core.checkpoint import load_checkpoint, load_generator
+from ..core.files import __version__, cache_dir, resolve, sha256_file, write_json
+from ..core.grid import UNIT, pixel_center_extent
+from ..core.images import to_uint8, upsample
+from ..core.render import render
+from ..training.classifiers import letters_classifier
+from ..training.data import load_dataset
 from . import fid as _fid
+from .letters import (FLOOR_SEED, letters_features, letters_predict, real_letters,
+                      reference_features, stem_for)
 
 KS = (2, 4, 8)
-FLOOR_SEED = 1
 DEFAULT_CHECKPOINT = "experiments/results/02_train/generator.pt"
 INCEPTION_METRICS = ("fid", "kid", "is", "pr", "sfid")
 ALL_METRICS = ("letters", "hires", "fid_random") + INCEPTION_METRICS
@@ -61,32 +68,18 @@ def sample_codes(num: int, seed: int, z_dim: int, class_probs=None, start: int =
     return torch.from_numpy(z), (None if cdf is None else torch.from_numpy(c))
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float -> uint8 (StyleGAN convention)."""
-    return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
-
-
-def grid_extent(train_resolution: int, resolution: int, alignment: str = "centers"):
-    """Extent of a resolution x resolution render of a model trained at train_resolution. "centers":
-    pixel centres of the denser image, e = (1 - R/r) / (2 (R - 1)) beyond [0, 1] on each side (so the
-    spacing is exactly 1 / (k (R - 1)), k = r / R); "corners": [0, 1], the paper's CoordinateGrid."""
+def _dense_extent(R: int, k: float, alignment: str = "centers"):
+    """Extent of a k-times denser render of a model trained at R: "centers" puts the dense pixels on
+    the pixel centres of the kR image (`pixel_center_extent`); "corners" is the paper's CoordinateGrid
+    on [0, 1]."""
     if alignment not in ("centers", "corners"):
         raise ValueError(f"alignment: expected 'centers' or 'corners', got {alignment!r}")
-    if alignment == "corners" or resolution == train_resolution:
-        return ((0.0, 1.0), (0.0, 1.0))
-    e = (0.5 - 0.5 * train_resolution / resolution) / (train_resolution - 1)
-    return ((-e, 1 + e), (-e, 1 + e))
-
-
-def upsample(x: torch.Tensor, k: int, alignment: str = "centers") -> torch.Tensor:
-    """Bicubic upsampling by k of float images [B, C, R, R], aligned like `grid_extent`."""
-    return F.interpolate(x, scale_factor=k, mode="bicubic", align_corners=alignment == "corners")
+    return UNIT if alignment == "corners" else pixel_center_extent(R, k)
 
 
 def sample_batches(G, num: int, seed: int = 0, psi: float = 1.0, class_probs=None, batch: int = 256,
                    device="cpu", progress: bool = False, desc: str = "samples"):
     """Yield (start, c [B] or None, ws [B, L, w_dim]) for samples 0 .. num - 1."""
-    from tqdm.auto import tqdm
     if G.cfg.conditional and class_probs is None:
         class_probs = np.ones(G.cfg.num_classes)
     probs = class_probs if G.cfg.conditional else None
@@ -102,94 +95,7 @@ def sample_batches(G, num: int, seed: int = 0, psi: float = 1.0, class_probs=Non
 # -------------------------------------------------------------------------------------------- reals
 
 
-def real_letters(resolution: int, n: int | None = None, split: str = "train", seed: int = 0):
-    """Real letters, uint8 [n, 1, R, R] and labels [n]. n=None: the split itself,
-    `polyinr.data.letters(resolution, split, seed=seed)`. Otherwise n distinct glyphs of the virtual
-    split with V = ceil(n / (faces * 26)) jittered variants drawn under `seed`: the first n of a fixed
-    permutation, rendered directly, so the same n glyphs at every resolution."""
-    from .data import LETTERS, letter_fonts, letter_params, letters, render_letter
-    if n is None:
-        ds = letters(resolution, split, seed=seed)
-        return ds.images, ds.labels
-    fonts = [(i, f) for i, f in enumerate(letter_fonts()) if f["split"] == split]
-    per_variant = len(fonts) * len(LETTERS)
-    V = max(1, math.ceil(n / per_variant))
-    order = np.random.default_rng([seed, 1_000_003]).permutation(per_variant * V)[:n]
-    images = np.empty((n, 1, resolution, resolution), np.uint8)
-    labels = np.empty(n, np.int64)
-    for j, i in enumerate(order):                          # i = (face * 26 + letter) * V + variant
-        fi, li, v = i // (26 * V), (i // V) % 26, i % V
-        gi, font = fonts[fi]
-        images[j, 0] = render_letter(font, LETTERS[li], letter_params(seed, gi, li, int(v)), resolution)
-        labels[j] = li
-    return torch.from_numpy(images), torch.from_numpy(labels)
-
-
-def true_glyphs(labels, resolution: int, seed: int = FLOOR_SEED) -> torch.Tensor:
-    """Real glyphs of the given classes, for figures: sample i is letter labels[i] of training face
-    i mod 20 with jitter variant i under `seed`, uint8 [n, 1, R, R]."""
-    from .data import LETTERS, letter_fonts, letter_params, render_letter
-    fonts = [(i, f) for i, f in enumerate(letter_fonts()) if f["split"] == "train"]
-    out = np.empty((len(labels), 1, resolution, resolution), np.uint8)
-    for i, li in enumerate(int(v) for v in labels):
-        gi, font = fonts[i % len(fonts)]
-        out[i, 0] = render_letter(font, LETTERS[li], letter_params(seed, gi, li, i), resolution)
-    return torch.from_numpy(out)
-
-
 # ---------------------------------------------------------------------------------- letters features
-
-
-@torch.inference_mode()
-def letters_features(clf, images_u8: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """LettersCNN.features of uint8 images [N, 1, H, W] -> float32 [N, 64] (on the CPU)."""
-    device = next(clf.parameters()).device
-    return torch.cat([clf.features(images_u8[i:i + batch].to(device).float() / 127.5 - 1).float().cpu()
-                      for i in range(0, len(images_u8), batch)]) if len(images_u8) else torch.empty(0, 64)
-
-
-@torch.inference_mode()
-def letters_predict(clf, features: torch.Tensor) -> torch.Tensor:
-    return clf.head(features.to(next(clf.parameters()).device)).argmax(1).cpu()
-
-
-def stem_for(k: int) -> int:
-    """Stride-2 stem blocks of the letters classifier for k-times the training resolution: log2 k,
-    so its body sees the same R x R map as the 1x classifier while the stem sees every kR pixel."""
-    stem = round(math.log2(k)) if k >= 1 else -1
-    if stem < 0 or 2 ** stem != k:
-        raise ValueError(f"ks: expected powers of two (1, 2, 4, 8, ...), got {k!r}")
-    return stem
-
-
-def random_letters_cnn(seed: int = 0, stem: int = 0):
-    """An untrained LettersCNN from `seed` (random-feature letters metrics; smoke runs)."""
-    from .metrics import LettersCNN
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return LettersCNN(stem=stem).eval().requires_grad_(False)
-
-
-def reference_features(clf, resolution: int, n: int | None = None, split: str = "train", seed: int = 0) -> dict:
-    """Features of the real reference set (see `real_letters`) under `clf`, cached as .npz under
-    cache_dir()/eval keyed by dataset, split, seed, n, resolution and the extractor's SHA-256.
-    Returns {"features", "labels", "mu", "sigma", "path", "extractor_sha256"}."""
-    from .data import cache_dir
-    sha = _fid.module_sha256(clf)
-    path = cache_dir() / "eval" / f"letters-{split}-s{seed}-n{n or 'all'}-r{resolution}-lettersCNN-{sha[:16]}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            feats, labels = torch.from_numpy(z["features"]), torch.from_numpy(z["labels"])
-    else:
-        images, labels = real_letters(resolution, n, split, seed)
-        feats = letters_features(clf, images)
-        mu, sigma = _fid.feature_statistics(feats)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, features=feats.numpy(), labels=labels.numpy(), mu=mu, sigma=sigma)
-        tmp.replace(path)
-    mu, sigma = _fid.feature_statistics(feats)
-    return {"features": feats, "labels": labels, "mu": mu, "sigma": sigma, "path": str(path), "extractor_sha256": sha}
 
 
 def scores(gen, ref, k: int = 3, kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
@@ -216,7 +122,6 @@ def _named(s: dict, tag: str) -> dict:
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
     try:
         tf_version = version("torch-fidelity")          # without importing it (torchvision: seconds)
     except PackageNotFoundError:
@@ -226,14 +131,12 @@ def versions() -> dict:
 
 def load_network(network, device="cpu"):
     """A checkpoint path or a Generator -> (G on device, {"checkpoint", "checkpoint_sha256", ...})."""
-    from .checkpoint import load_checkpoint, load_generator
     if isinstance(network, torch.nn.Module):
         return network.to(device).eval(), {"checkpoint": None, "checkpoint_sha256": None,
                                            "generator_state_sha256": _fid.module_sha256(network)}
-    from .experiments import resolve
     path = resolve(network)
     ck = load_checkpoint(path)
-    info = {"checkpoint": str(network), "checkpoint_sha256": _fid.sha256_file(path), "preset": ck.get("preset"),
+    info = {"checkpoint": str(network), "checkpoint_sha256": sha256_file(path), "preset": ck.get("preset"),
             "train_config": ck.get("train_config")}
     return load_generator(path).to(device), info
 
@@ -258,8 +161,6 @@ def evaluate_letters(network, num: int = 10000, seed: int = 0, psi: float = 1.0,
     bicubic-upsampled), each with its real-vs-real floor. `classifiers` maps resolution -> LettersCNN
     (default: `letters_classifier(resolution, epochs=classifier_epochs)` for R and every kR).
     Returns {"metrics": flat dict, "protocol", "examples", "seconds"}."""
-    from .metrics import letters_classifier
-    from .render import render
     G, net_info = load_network(network, device)
     R = G.cfg.resolution
     ks = tuple(int(k) for k in ks)
@@ -290,8 +191,8 @@ def evaluate_letters(network, num: int = 10000, seed: int = 0, psi: float = 1.0,
             ex["native"].append(img[:e].cpu())
             ex["labels"].append(labels[-1][:e])
         for k in ks if m else ():
-            g = render(G, ws[:m], k * R, k * R, extent=grid_extent(R, k * R, alignment))
-            b = upsample(img[:m], k, alignment)
+            g = render(G, ws[:m], k * R, k * R, extent=_dense_extent(R, k, alignment))
+            b = upsample(img[:m], k, clamp=None, align_corners=alignment == "corners")
             grid[k].append(letters_features(clfs[k * R], to_uint8(g)))
             bic[k].append(letters_features(clfs[k * R], to_uint8(b)))
             if e:
@@ -356,8 +257,8 @@ def evaluate_letters(network, num: int = 10000, seed: int = 0, psi: float = 1.0,
         resize_filter=f"none at 1x; higher resolution: denser grid vs bicubic ({BICUBIC}), "
                       f"align_corners={alignment == 'corners'}",
         render={"dtype": "float32", "alignment": alignment,
-                "extents": {str(k): grid_extent(R, k * R, alignment) for k in ks}},
-        kid={"subsets": 100, "subset_size": f"min(1000, sizes)", "kernel": "(x.y / d + 1)^3", "estimator": "unbiased"},
+                "extents": {str(k): _dense_extent(R, k, alignment) for k in ks}},
+        kid={"subsets": 100, "subset_size": "min(1000, sizes)", "kernel": "(x.y / d + 1)^3", "estimator": "unbiased"},
         precision_recall={"k": 3})
     return {"metrics": M, "protocol": protocol, "examples": examples, "seconds": t}
 
@@ -376,9 +277,6 @@ def inception_reference(extractor, info: dict, dataset: str, resolution: int, n:
                         sfid: bool = False, batch: int = 64, progress: bool = False) -> dict:
     """Features of the dataset's training split at `resolution` under a torch-fidelity extractor,
     cached as .npz under cache_dir()/eval keyed by dataset, resolution, n and extractor hash."""
-    from tqdm.auto import tqdm
-
-    from .data import cache_dir, load_dataset
     name = Path(str(dataset)).stem
     key = f"{name}-train-n{n or 'all'}-r{resolution}-{info['extractor']}-{info['extractor_sha256'][:16]}" \
           f"-{'+'.join(info['features'])}{'-sfid' if sfid else ''}"
@@ -418,7 +316,6 @@ def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inc
     extractor: "inception-v3-compat" (weights as in `fid.inception_weights`), "inception-v3-random"
     (random-feature FID) or any registered one. Keys: fid, kid, kid_std, is, is_std, precision,
     recall, sfid, each + suffix."""
-    from .render import render
     unknown = sorted(set(metrics) - set(INCEPTION_METRICS))
     if unknown:
         raise ValueError(f"metrics: unknown {unknown}; expected some of {list(INCEPTION_METRICS)}")
@@ -433,7 +330,7 @@ def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inc
     gen = {}
     t0 = time.perf_counter()
     for _, _, ws in sample_batches(G, num, seed, psi, probs, batch, device, progress, "inception samples"):
-        img = to_uint8(render(G, ws, R, R, extent=grid_extent(G.cfg.resolution, R)))
+        img = to_uint8(render(G, ws, R, R, extent=_dense_extent(G.cfg.resolution, R / G.cfg.resolution)))
         for k, v in _fid.extract(ext, img, sfid=sfid).items():
             gen.setdefault(k, []).append(v)
     gen = {k: torch.cat(v) for k, v in gen.items()}
@@ -553,7 +450,6 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.out:
-        from .experiments import write_json
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out, r)
     print(json.dumps(r["metrics"]))

@@ -7,43 +7,20 @@ states, counters and RNG states. `load_generator` prefers "G_ema" when present.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .config import ModelConfig, get_preset
+from .files import __version__, atomic_save
+from .model import Generator
 
 FORMAT = "polyinr"
 FORMAT_VERSION = 1
 
 
-def atomic_save(obj, path) -> Path:
-    """torch.save to a temporary file in the same folder, fsync, then rename over `path`: a crash
-    at any point leaves either the old file or the new one, never a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_checkpoint(path, G, **extra) -> Path:
     """Write G (its config, preset name and weights) plus any `extra` entries atomically."""
-    from . import __version__
     ckpt = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -80,7 +57,6 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 def load_generator(path, preset: str | None = None, key: str | None = None, map_location="cpu"):
     """Build the generator stored in `path`. `key` picks "G_ema" (default when present) or "G".
     With `preset`, a checkpoint made from another preset (or a different config) is an error."""
-    from .model import Generator
     ckpt = load_checkpoint(path, map_location)
     cfg = ModelConfig.from_dict(ckpt["model_config"])
     if preset is not None:
@@ -100,25 +76,37 @@ def load_generator(path, preset: str | None = None, key: str | None = None, map_
     return G.eval().requires_grad_(False)
 
 
-def load_discriminator(path, map_location="cpu"):
-    """The trained discriminator of a training checkpoint (a run's `latest.pt`), rebuilt from the
-    checkpoint's training and model configs. Its weights, frozen feature networks included, come from
-    the checkpoint, so no pretrained download is needed. Returned in eval mode without gradients:
-    `D(x, c)` gives logits [B, K] for images x [B, C, R, R] in [-1, 1] at the training resolution R
-    (class ids c for a conditional model); higher means "judged real"."""
-    import dataclasses
+# ------------------------------------------------------------------------------------ resumable state
 
-    from .config import TrainConfig
-    from .train import build_D
-    ckpt = load_checkpoint(path, map_location)
-    if "D" not in ckpt or "train_config" not in ckpt:
-        raise ValueError(f"checkpoint {str(path)!r} holds no discriminator: only training checkpoints (a run's "
-                         f"latest.pt) do; it has {sorted(ckpt)}")
-    tc = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), pretrained=False, backbone_weights=None)
-    mc = ModelConfig.from_dict(ckpt["model_config"])
-    D = build_D(tc, mc.img_channels, mc.num_classes)
-    try:
-        D.load_state_dict(ckpt["D"])
-    except RuntimeError as e:
-        raise ValueError(f"checkpoint {str(path)!r}: its D weights do not fit its train_config: {e}") from e
-    return D.to(map_location).eval().requires_grad_(False)
+
+def state_of(objects: dict) -> dict:
+    """{name: state} of everything a resumable computation must restore: modules, optimisers,
+    schedulers, grad scalers and samplers (`state_dict()`), torch.Generators (`get_state()`), and
+    dicts of those. None entries are skipped. Save the result with `atomic_save` (or inside
+    `save_checkpoint`); `restore_state` is the inverse."""
+    out = {}
+    for name, obj in objects.items():
+        if obj is None:
+            continue
+        if isinstance(obj, dict):
+            out[name] = state_of(obj)
+        elif isinstance(obj, torch.Generator):
+            out[name] = obj.get_state()
+        else:
+            out[name] = obj.state_dict()
+    return out
+
+
+def restore_state(saved: dict, objects: dict) -> None:
+    """Load `saved` (from `state_of`) into the same objects, in place."""
+    for name, obj in objects.items():
+        if obj is None:
+            continue
+        if name not in saved:
+            raise ValueError(f"saved state has no {name!r} entry; it has {sorted(saved)}")
+        if isinstance(obj, dict):
+            restore_state(saved[name], obj)
+        elif isinstance(obj, torch.Generator):
+            obj.set_state(saved[name])
+        else:
+            obj.load_state_dict(saved[name])

@@ -37,17 +37,28 @@ Shape letters: P pixels (points), C channels, H, W image size, L levels, n width
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
-from .config import PURE, get_preset
-from .model import Synthesis
+from ..core.checkpoint import restore_state, state_of
+from ..core.config import PURE, get_preset
+from ..core.files import atomic_save, write_json
+from ..core.grid import coordinate_grid
+from ..core.images import to_unit
+from ..core.model import Synthesis, count_parameters
+from ..core.progress import progress_bar
+from ..evaluation.quality import psnr
+from ..training.data import letter_fonts, render_letter
 
 MODEL_NAMES = ("relu", "pe", "ff", "siren", "polyinr", "polyinr_pure")
 
@@ -224,11 +235,6 @@ MODELS = {"relu": relu_mlp, "pe": pe_mlp, "ff": ff_mlp, "siren": siren, "polyinr
           "polyinr_pure": partial(poly_inr, pure=True)}
 
 
-def count_params(model: nn.Module) -> int:
-    """Trainable parameters (Poly-INR's ws included; buffers such as the Fourier matrix B are not)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def make_inr(name: str, out_channels: int = 3, **kw) -> nn.Module:
     """The model `name` (one of MODEL_NAMES) with keyword options of its builder function."""
     if name not in MODELS:
@@ -241,9 +247,9 @@ def _count(name: str, out_channels: int, width: int, kw: dict) -> int:
     the meta device (no memory) when wide."""
     if width <= 1024:
         with torch.random.fork_rng(devices=[]):                    # leave the caller's RNG stream alone
-            return count_params(make_inr(name, out_channels, width=width, **kw))
+            return count_parameters(make_inr(name, out_channels, width=width, **kw))
     with torch.device("meta"):
-        return count_params(make_inr(name, out_channels, width=width, **kw))
+        return count_parameters(make_inr(name, out_channels, width=width, **kw))
 
 
 def width_for_budget(name: str, budget: int, out_channels: int = 3, max_width: int = 8192, **kw) -> int:
@@ -298,7 +304,7 @@ def build_inr(name: str, budget: int, out_channels: int = 3, tol: float = 0.05, 
     is searched, every other option (depth, levels, n_freqs, ...) is as given."""
     width = width_for_budget(name, budget, out_channels, **kw)
     model = make_inr(name, out_channels, width=width, **kw)
-    n = count_params(model)
+    n = count_parameters(model)
     if abs(n - budget) > tol * budget:
         raise ValueError(f"budget: {name} cannot reach {budget} parameters within {tol:.0%} by its width "
                          f"(closest: width {width}, {n} parameters); change the budget or the other options")
@@ -346,7 +352,7 @@ def generalization_model(name: str, kind: str, out_channels: int = 3, width: int
     if name == "siren":
         return siren(out_channels, width, depth)
     if name in ("polyinr", "polyinr_pure"):
-        budget = count_params(ff_mlp(out_channels, width, depth, n_features=256, sigma=p["sigma"], seed=seed))
+        budget = count_parameters(ff_mlp(out_channels, width, depth, n_features=256, sigma=p["sigma"], seed=seed))
         return build_inr(name, budget, out_channels, **poly_kw)
     raise ValueError(f"name: unknown model {name!r}; expected relu, basic, pe, ff, siren, polyinr or polyinr_pure")
 
@@ -355,10 +361,9 @@ def generalization_model(name: str, kind: str, out_channels: int = 3, width: int
 # Fitting
 
 
-def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> float:
-    """PSNR in dB of images in [-1, 1] (pred clamped to the range), peak-to-peak `data_range`."""
-    mse = (pred.detach().clamp(-data_range / 2, data_range / 2) - target).square().mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
+def _psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR in dB of pixel sets [P, C] in [-1, 1] (`polyinr.evaluation.quality.psnr`)."""
+    return float(psnr(to_unit(pred)[None], to_unit(target)[None]))
 
 
 @torch.no_grad()
@@ -400,11 +405,6 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     most `checkpoint_every` steps and ends bit-identical to an uninterrupted one (full batch: nothing
     random inside the loop). A state file whose key differs from `state_key` is an error, never
     silently reused. The file is removed when the fit completes. `progress`: a tqdm label (None = quiet)."""
-    import json
-    from pathlib import Path
-
-    from .checkpoint import atomic_save
-
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
     if checkpoint_every < 1:
@@ -430,23 +430,18 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         if st.get("key") != key:
             raise ValueError(f"state_path: {state_path} holds the state of a different fit "
                              f"({st.get('key')}); expected {key}. Delete it or choose another path")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        if sched is not None:
-            sched.load_state_dict(st["sched"])
+        restore_state(st, {"model": model, "opt": opt, "sched": sched})
         hist.update(st["hist"])
         start, spent = int(st["step"]), float(st["seconds"])
         hist["resumed_from"] = start
 
     def save_state(step: int, seconds: float) -> None:
-        atomic_save({"key": key, "step": step, "seconds": seconds, "model": model.state_dict(),
-                     "opt": opt.state_dict(), "sched": sched.state_dict() if sched is not None else None,
+        atomic_save({"key": key, "step": step, "seconds": seconds, **state_of({"model": model, "opt": opt, "sched": sched}),
                      "hist": {k: v for k, v in hist.items() if k != "resumed_from"}}, state_path)
 
     bar = None
     if progress is not None:
-        from tqdm import tqdm
-        bar = tqdm(total=steps, initial=start, desc=progress, mininterval=120, leave=True)
+        bar = progress_bar(total=steps, initial=start, desc=progress, mininterval=120, leave=True)
     t0 = time.perf_counter()
     step = start
     for step in range(start, steps):
@@ -458,10 +453,10 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
             break
         if step % log_every == 0:
             hist["steps"].append(step)
-            hist["psnr"].append(psnr(pred, target))
+            hist["psnr"].append(_psnr(pred, target))
         if test is not None and test_every and step % test_every == 0:
             hist["test_steps"].append(step)
-            hist["test_psnr"].append(psnr(predict(model, test[0]), test[1]))
+            hist["test_psnr"].append(_psnr(predict(model, test[0]), test[1]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip is not None:
@@ -479,12 +474,12 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     hist["seconds"] = spent + time.perf_counter() - t0
     hist["step_seconds_median"] = float(np.median(hist["step_seconds"])) if hist["step_seconds"] else float("nan")
     final = predict(model, coords)
-    hist["final_psnr"] = psnr(final, target) if torch.isfinite(final).all() else float("nan")
+    hist["final_psnr"] = _psnr(final, target) if torch.isfinite(final).all() else float("nan")
     hist["steps"].append(steps if not hist["diverged"] else step)
     hist["psnr"].append(hist["final_psnr"])
     if test is not None:
         out = predict(model, test[0])
-        hist["final_test_psnr"] = psnr(out, test[1]) if torch.isfinite(out).all() else float("nan")
+        hist["final_test_psnr"] = _psnr(out, test[1]) if torch.isfinite(out).all() else float("nan")
         hist["test_steps"].append(steps)
         hist["test_psnr"].append(hist["final_test_psnr"])
     if state_path is not None and state_path.is_file():
@@ -507,11 +502,6 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
     stopped. Results are only reused for identical settings; delete the folder to recompute. `device`:
     where the fit runs ("cpu" by default, "cuda", "auto"); a fit on another device than the CPU is a
     different cache entry (its rounding differs)."""
-    import hashlib
-    import json
-    from pathlib import Path
-
-    from .experiments import write_json
 
     key = {"protocol": "tancik2020-every-other-pixel", "name": name, "kind": kind, "image": image, "size": size,
            "steps": steps, "lr": lr, "schedule": schedule, "seed": seed,
@@ -539,8 +529,8 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
             log_every=max(1, steps // 50), test=(coords[idx["heldout"]], target[idx["heldout"]]),
             test_every=max(1, steps // 10), state_path=state_path, checkpoint_every=checkpoint_every,
             state_key=key, progress=f"{kind} {name}" if progress else None, device=dev)
-    out = {"key": key, "params": count_params(model), "train": h["final_psnr"], "heldout": h["final_test_psnr"],
-           "full": psnr(predict(model, coords.to(dev)), target.to(dev)), "steps": h["steps"], "psnr": h["psnr"],
+    out = {"key": key, "params": count_parameters(model), "train": h["final_psnr"], "heldout": h["final_test_psnr"],
+           "full": _psnr(predict(model, coords.to(dev)), target.to(dev)), "steps": h["steps"], "psnr": h["psnr"],
            "test_steps": h["test_steps"], "test_psnr": h["test_psnr"], "diverged": h["diverged"],
            "resumed_from": h["resumed_from"], "seconds": h["seconds"], "seconds_per_step": h["step_seconds_median"],
            "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(dev)}
@@ -554,7 +544,6 @@ def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, 
 
 
 def _resize(img, size: int):
-    from PIL import Image
     w, h = img.size
     s = min(w, h)
     img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))   # centre square
@@ -565,10 +554,7 @@ def text_image(size: int = 512, seed: int = 0) -> np.ndarray:
     """An RGB text image, uint8 [size, size, 3]: lines of random words in random DejaVu faces, sizes and
     colours on a white background, filling the canvas (our stand-in for Tancik et al.'s text images,
     which are different images)."""
-    from pathlib import Path
-
     import matplotlib
-    from PIL import Image, ImageDraw, ImageFont
     rng = np.random.default_rng(seed)
     fonts = sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("DejaVu*.ttf"))
     words = ("implicit neural polynomial Taylor series Fourier feature sine network affine coordinate "
@@ -596,7 +582,6 @@ def load_image(name: str, size: int = 256, seed: int = 0) -> torch.Tensor:
     - grace_hopper: matplotlib's sample image (512 x 600, RGB, public domain);
     - letter: a large bold serif 'R' from `polyinr.data.render_letter` (greyscale, sharp edges);
     - text: `text_image(512, seed)` (RGB)."""
-    from PIL import Image
     if isinstance(size, bool) or not isinstance(size, int) or size < 2:
         raise ValueError(f"size: expected an integer >= 2, got {size!r}")
     if name == "camera":
@@ -611,7 +596,6 @@ def load_image(name: str, size: int = 256, seed: int = 0) -> torch.Tensor:
             img = Image.open(f).convert("RGB")
             img.load()
     elif name == "letter":
-        from .data import letter_fonts, render_letter
         font = next(f for f in letter_fonts() if f["name"] == "DejaVuSerif-Bold")
         arr = render_letter(font, "R", {"scale": 0.85, "angle": 0.0, "dx": 0.0, "dy": 0.0}, size)
         img = Image.fromarray(arr)
@@ -626,7 +610,6 @@ def load_image(name: str, size: int = 256, seed: int = 0) -> torch.Tensor:
 
 def image_pixels(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """[C, H, W] -> (coords [H*W, 2] in [0, 1]^2 (x, y; row-major), values [H*W, C])."""
-    from .render import coordinate_grid
     C, H, W = img.shape
     return coordinate_grid(H, W), img.permute(1, 2, 0).reshape(H * W, C)
 
@@ -765,7 +748,7 @@ def polynomial_bound_psnr(img: torch.Tensor, degrees, total: bool = True) -> dic
 
 
 __all__ = ["MODEL_NAMES", "MODELS", "PUBLISHED_GENERALIZATION", "FOURIER_PROTOCOL", "generalization_model", "resolve_device", "IMAGE_NAMES", "relu_mlp", "pe_mlp", "ff_mlp", "siren", "poly_inr", "PolyINR",
-           "make_inr", "build_inr", "width_for_budget", "count_params", "psnr", "predict", "fit", "load_image",
+           "make_inr", "build_inr", "width_for_budget", "predict", "fit", "load_image",
            "text_image", "image_pixels", "pixels_image", "every_other_pixel", "input_hessian", "derivative_along_x",
            "sinusoid_sum", "sinusoid_taylor_coefficients", "taylor_polynomial", "polynomial_fit_residual", "fitted_degree",
            "discrete_orthonormal_polynomials", "polynomial_bound_psnr", "generalization_fit"]

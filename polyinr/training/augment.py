@@ -12,19 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("color", "translation", "cutout")
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color,translation,cutout' -> ('color', 'translation', 'cutout'); '' or 'none' -> ()."""
-    if policy is None or policy.strip().lower() in ("", "none"):
-        return ()
-    parts = tuple(p.strip() for p in policy.split(",") if p.strip())
-    bad = [p for p in parts if p not in POLICIES]
-    if bad:
-        raise ValueError(f"diffaugment: unknown policy {bad}; expected a comma-separated subset of {POLICIES}")
-    return parts
-
 
 def sample_params(policy, n: int, height: int, width: int, gen: torch.Generator | None = None,
                   device="cpu") -> dict:

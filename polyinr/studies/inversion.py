@@ -10,7 +10,7 @@ Recipe (StyleGAN-XL's projector, which the paper's release points to; StyleGAN2'
   quadratically to 0 (`noise_schedule`), which keeps the search away from poor local minima;
 - loss = pixel MSE + a perceptual distance. The perceptual term uses a frozen pretrained timm
   backbone (LPIPS-style: channel-normalised features, squared differences, averaged over space and
-  summed over maps) when its weights can be had (`polyinr.discriminator.create_timm_model`: a local
+  summed over maps) when its weights can be had (`polyinr.training.backbones.FrozenTimm`: a local
   file or the timm cache); otherwise `loss="auto"` falls back to a multi-scale pixel + image-gradient
   loss (`multiscale_loss`). `InversionResult.loss_info` records which was used and why.
 
@@ -25,13 +25,19 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .render import coordinate_grid
+from ..core.images import to_float, to_unit
+from ..core.model import check_classes
+from ..core.progress import progress_bar
+from ..core.render import synthesize
+from ..evaluation.quality import psnr, ssim
+from ..training.backbones import BackboneWeightsError, FrozenTimm
 
 MODES = ("w", "w+")
 LOSSES = ("auto", "timm", "multiscale", "pixel")
@@ -69,26 +75,10 @@ def _as_images(x: torch.Tensor, name: str) -> torch.Tensor:
         got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name}: expected images [B, C, H, W] (float in [-1, 1] or uint8), got {got}")
     if x.dtype == torch.uint8:
-        return x.float() / 127.5 - 1.0
+        return to_float(x)
     if not x.dtype.is_floating_point:
         raise ValueError(f"{name}: expected a float or uint8 tensor, got {x.dtype}")
     return x.float()
-
-
-def image_psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of images in [-1, 1], [B, C, H, W] x 2 -> [B]: both clamped to [-1, 1]
-    (as a saved 8-bit image would be) and compared on [0, 1] (`polyinr.analysis.psnr`)."""
-    from .analysis import psnr, to_unit
-    return psnr(to_unit(x.detach().float()), to_unit(y.detach().float()))
-
-
-def image_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-image SSIM of images in [-1, 1] (`polyinr.analysis.ssim` on [0, 1]: Gaussian window 11,
-    sigma 1.5); NaN for images smaller than the window."""
-    from .analysis import ssim, to_unit
-    if min(x.shape[-2:]) < 11:
-        return torch.full((x.shape[0],), float("nan"))
-    return ssim(to_unit(x.detach().float()), to_unit(y.detach().float()))
 
 
 # ------------------------------------------------------------------------------------------- losses
@@ -117,28 +107,15 @@ def multiscale_loss(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.
 class PerceptualDistance(nn.Module):
     """LPIPS-style distance on a frozen feature network without learned channel weights: each
     feature map is normalised to unit length over channels, and the squared differences are summed
-    over channels, averaged over positions and summed over maps. Images in [-1, 1] with 1 or 3
-    channels are resized to `size`, repeated to 3 channels and normalised with `mean` / `std`."""
+    over channels, averaged over positions and summed over maps. `net` (a `FrozenTimm`) resizes the
+    images in [-1, 1], repeats grey to 3 channels and normalises them."""
 
-    def __init__(self, features: nn.Module, size: int = 224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)):
+    def __init__(self, net: FrozenTimm):
         super().__init__()
-        self.features = features.eval().requires_grad_(False)
-        self.size = size
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-    def train(self, mode: bool = True):   # always frozen, BatchNorm statistics included
-        return super().train(False)
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        if x.shape[-2:] != (self.size, self.size):
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return ((x + 1) / 2 - self.mean) / self.std
+        self.net = net
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        fx, fy = self.features(self.prepare(x)), self.features(self.prepare(y))
+        fx, fy = self.net(x), self.net(y)
         if isinstance(fx, torch.Tensor):
             fx, fy = [fx], [fy]
         total = x.new_zeros(x.shape[0])
@@ -154,12 +131,8 @@ def timm_perceptual(backbone: str = DEFAULT_BACKBONE, backbone_weights=None, pre
     """A `PerceptualDistance` on the feature maps of a timm model (features_only). The weights come
     from a local file (`backbone_weights`: folder or {name: path}), the timm cache / download, or
     random init with pretrained=False (tests only); offline without a file this raises
-    `polyinr.discriminator.BackboneWeightsError` with instructions."""
-    from .discriminator import create_timm_model
-    net = create_timm_model(backbone, pretrained=pretrained, backbone_weights=backbone_weights, features_only=True)
-    cfg = getattr(net, "pretrained_cfg", None) or {}
-    return PerceptualDistance(net, size=size, mean=cfg.get("mean", (0.485, 0.456, 0.406)),
-                              std=cfg.get("std", (0.229, 0.224, 0.225)))
+    `polyinr.training.backbones.BackboneWeightsError` with instructions."""
+    return PerceptualDistance(FrozenTimm(backbone, size, pretrained, backbone_weights, features_only=True))
 
 
 def make_loss(loss: str = "auto", backbone=DEFAULT_BACKBONE, backbone_weights=None, pretrained: bool = True,
@@ -174,11 +147,10 @@ def make_loss(loss: str = "auto", backbone=DEFAULT_BACKBONE, backbone_weights=No
     if loss not in LOSSES:
         raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
     if loss in ("auto", "timm"):
-        from .discriminator import BackboneWeightsError
         name = backbone if isinstance(backbone, str) else f"custom:{type(backbone).__name__}"
         try:
             dist = (timm_perceptual(backbone, backbone_weights, pretrained, perceptual_size) if isinstance(backbone, str)
-                    else PerceptualDistance(backbone, size=perceptual_size))
+                    else PerceptualDistance(FrozenTimm(backbone, size=perceptual_size)))
         except BackboneWeightsError as e:
             if loss == "timm":
                 raise
@@ -213,7 +185,6 @@ def pick_targets(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
         used.add(i)
         out.append(i)
     return torch.tensor(out, dtype=torch.long)
-
 
 
 @dataclass
@@ -251,8 +222,7 @@ def _check_target(G, target) -> torch.Tensor:
 
 
 def _classes(G, c, batch: int):
-    from .model import _check_classes
-    return _check_classes(c, G.cfg.num_classes, batch, next(G.parameters()).device)
+    return check_classes(c, G.cfg.num_classes, batch, next(G.parameters()).device)
 
 
 @torch.no_grad()
@@ -305,9 +275,6 @@ def invert(G, target: torch.Tensor, c=None, mode: str = "w+", steps: int = 1000,
     shared by all levels; "w+": one w per level. init: "class_mean", "sample_mean" or a tensor of
     starting codes ([B, w_dim] or [B, L, w_dim]). loss / backbone / ...: see `make_loss` (or pass a
     ready `loss_fn(x, y) -> [B]`, recorded as "custom"). Returns an `InversionResult`."""
-    import time
-
-    from tqdm.auto import tqdm
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -344,20 +311,19 @@ def invert(G, target: torch.Tensor, c=None, mode: str = "w+", steps: int = 1000,
     _, w_std = w_statistics(G, c, n=256, seed=seed) if noise > 0 else (None, torch.tensor(0.0))
     w_opt = nn.Parameter(w0.contiguous().clone())                           # [B, 1 or L, w_dim]
     opt = torch.optim.Adam([w_opt], lr=lr, betas=(0.9, 0.999))
-    coords = coordinate_grid(H, W, device=device)                          # [P, 2]
     gen = torch.Generator(device=device).manual_seed(seed)
     requires = [p.requires_grad for p in G.parameters()]
     G.requires_grad_(False)
     hist = {"step": [], "lr": [], "loss": [], "psnr": []}
     try:
-        for step in tqdm(range(steps), desc=f"invert ({mode})", disable=not progress):
+        for step in progress_bar(range(steps), desc=f"invert ({mode})", disable=not progress):
             cur_lr = lr_schedule(step, steps, lr, ramp_up, ramp_down)
             for g in opt.param_groups:
                 g["lr"] = cur_lr
             sigma = float(w_std) * noise_schedule(step, steps, noise, noise_ramp)
             w = w_opt + sigma * torch.randn(w_opt.shape, generator=gen, device=device) if sigma > 0 else w_opt
             ws = w.expand(B, L, -1)                                        # [B, L, w_dim]
-            img = G.synthesis(ws, coords).transpose(1, 2).reshape(B, C, H, W)
+            img = synthesize(G, ws, H, W)
             per = loss_fn(img, target)                                     # [B]
             opt.zero_grad(set_to_none=True)
             per.sum().backward()                                           # each target's loss reaches only its code
@@ -365,14 +331,14 @@ def invert(G, target: torch.Tensor, c=None, mode: str = "w+", steps: int = 1000,
             hist["step"].append(step)
             hist["lr"].append(cur_lr)
             hist["loss"].append(float(per.detach().mean()))
-            hist["psnr"].append(float(image_psnr(img, target).mean()))
+            hist["psnr"].append(float(psnr(to_unit(img), to_unit(target)).mean()))
     finally:
         for p, r in zip(G.parameters(), requires):
             p.requires_grad_(r)
     ws = w_opt.detach().expand(B, L, -1).contiguous()
     with torch.no_grad():
-        images = G.synthesis(ws, coords).transpose(1, 2).reshape(B, C, H, W)
-    p, s = image_psnr(images, target), image_ssim(images, target)
+        images = synthesize(G, ws, H, W)
+    p, s = psnr(to_unit(images), to_unit(target)), ssim(to_unit(images), to_unit(target))
     return InversionResult(ws=ws, images=images, psnr=p, ssim=s, history=hist, loss_info=loss_info, mode=mode,
                            init=init_used, steps=steps, seconds=time.time() - t0)
 
@@ -410,9 +376,6 @@ def pivotal_tuning(G, ws: torch.Tensor, target: torch.Tensor, steps: int = 350, 
     linear ramp-up over the first `ramp_up` of the steps: Adam's first steps move every weight by
     about lr, which the multiplicative levels amplify) so that it renders the targets; one copy is
     tuned for the whole batch. G itself is left unchanged."""
-    import time
-
-    from tqdm.auto import tqdm
     t0 = time.time()
     target = _check_target(G, target)
     G.synthesis.check_ws(ws)
@@ -423,7 +386,6 @@ def pivotal_tuning(G, ws: torch.Tensor, target: torch.Tensor, steps: int = 350, 
     if loss_fn is None:
         loss_fn, _ = make_loss(loss, **loss_kw)
     B, C, H, W = target.shape
-    coords = coordinate_grid(H, W, device=ws.device)
     ws = ws.detach()
     Gt = copy.deepcopy(G).train(False)
     Gt.requires_grad_(False)
@@ -431,29 +393,28 @@ def pivotal_tuning(G, ws: torch.Tensor, target: torch.Tensor, steps: int = 350, 
     opt = torch.optim.Adam(Gt.synthesis.parameters(), lr=lr)
     hist = {"step": [], "loss": [], "psnr": []}
     with torch.no_grad():
-        before = G.synthesis(ws, coords).transpose(1, 2).reshape(B, C, H, W)
-    for step in tqdm(range(steps), desc="pivotal tuning", disable=not progress):
+        before = synthesize(G, ws, H, W)
+    for step in progress_bar(range(steps), desc="pivotal tuning", disable=not progress):
         for g in opt.param_groups:
             g["lr"] = lr_schedule(step + 1, steps, lr, ramp_up, 0.0)
-        img = Gt.synthesis(ws, coords).transpose(1, 2).reshape(B, C, H, W)
+        img = synthesize(Gt, ws, H, W)
         per = loss_fn(img, target)
         opt.zero_grad(set_to_none=True)
         per.sum().backward()
         opt.step()
         hist["step"].append(step)
         hist["loss"].append(float(per.detach().mean()))
-        hist["psnr"].append(float(image_psnr(img, target).mean()))
+        hist["psnr"].append(float(psnr(to_unit(img), to_unit(target)).mean()))
     Gt.requires_grad_(False)
     with torch.no_grad():
-        after = Gt.synthesis(ws, coords).transpose(1, 2).reshape(B, C, H, W)
+        after = synthesize(Gt, ws, H, W)
         gen = torch.Generator().manual_seed(seed)
         z = torch.randn(locality_samples, G.cfg.z_dim, generator=gen).to(ws.device)
         cc = (torch.randint(0, G.cfg.num_classes, (locality_samples,), generator=gen).to(ws.device)
               if G.cfg.conditional else None)
         wr = G.mapping(z, cc)
-        shape = (locality_samples, C, H, W)
-        loc = float(image_psnr(Gt.synthesis(wr, coords).transpose(1, 2).reshape(shape),
-                               G.synthesis(wr, coords).transpose(1, 2).reshape(shape)).mean())
-    return TuningResult(G=Gt, images=after, psnr_before=image_psnr(before, target), psnr_after=image_psnr(after, target),
-                        ssim_before=image_ssim(before, target), ssim_after=image_ssim(after, target),
+        loc = float(psnr(to_unit(synthesize(Gt, wr, H, W)), to_unit(synthesize(G, wr, H, W))).mean())
+    t = to_unit(target)
+    return TuningResult(G=Gt, images=after, psnr_before=psnr(to_unit(before), t), psnr_after=psnr(to_unit(after), t),
+                        ssim_before=ssim(to_unit(before), t), ssim_after=ssim(to_unit(after), t),
                         history=hist, locality_psnr=loc, seconds=time.time() - t0)

@@ -1,8 +1,37 @@
-"""Small plotting helpers shared by the notebooks (images live in [-1, 1], [B, C, H, W])."""
+"""Images as tensors: the uint8 <-> [-1, 1] conversions, bicubic upsampling, image grids and the
+plotting helpers of the notebooks. Images live in [-1, 1] as float [B, C, H, W]; data and files
+hold uint8 0..255 (StyleGAN's convention: x = u / 127.5 - 1, u = clamp(x * 127.5 + 128)).
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+def to_float(images_u8: torch.Tensor, device=None) -> torch.Tensor:
+    """uint8 [..] in 0..255 -> float in [-1, 1] (on `device`, when given)."""
+    return images_u8.to(device, non_blocking=True).float() / 127.5 - 1
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] -> uint8 0..255, rounded to nearest (values outside clip)."""
+    return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def to_unit(img: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images -> [0, 1] (clamped), for PSNR / SSIM and display."""
+    return (img.clamp(-1, 1) + 1) / 2
+
+
+def upsample(img: torch.Tensor, factor: int, clamp: tuple[float, float] | None = (-1.0, 1.0),
+             align_corners: bool = False) -> torch.Tensor:
+    """Bicubic upsampling by an integer factor, [B, C, H, W] -> [B, C, kH, kW]. The default is the
+    area-pixel geometry of real images (align_corners=False; matches `pixel_center_extent`), clamped
+    to the image range since bicubic overshoots at edges (clamp=None keeps the raw values)."""
+    out = F.interpolate(img, scale_factor=factor, mode="bicubic", align_corners=align_corners)
+    return out if clamp is None else out.clamp(*clamp)
 
 
 def to_display(img: torch.Tensor, normalize: bool = False) -> np.ndarray:
@@ -10,10 +39,10 @@ def to_display(img: torch.Tensor, normalize: bool = False) -> np.ndarray:
     x = img.detach().float().cpu()
     if normalize:
         lo, hi = x.min(), x.max()
-        x = (x - lo) / (hi - lo).clamp_min(1e-8)
+        x = ((x - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
     else:
-        x = (x + 1) / 2
-    x = x.clamp(0, 1).permute(1, 2, 0).numpy()
+        x = to_unit(x)
+    x = x.permute(1, 2, 0).numpy()
     return x[..., 0] if x.shape[-1] == 1 else x
 
 
@@ -34,7 +63,6 @@ def image_grid(images: torch.Tensor, nrow: int, pad: int = 1, normalize: bool = 
 
 def save_grid(images: torch.Tensor, path, nrow: int, normalize: bool = False, scale: int = 1) -> None:
     """Write an image grid as PNG, optionally enlarged by an integer factor (nearest)."""
-    from PIL import Image
     grid = image_grid(images, nrow, normalize=normalize)
     im = Image.fromarray((grid * 255 + 0.5).astype(np.uint8))
     if scale > 1:
@@ -54,7 +82,7 @@ def show_row(axes, images, titles=None, normalize: bool = False) -> None:
 
 def plot_training_stats(stats: list[dict], keys=("d_loss", "d_real", "d_fake", "g_loss")):
     """Loss curves and throughput from stats.jsonl records; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt   # lazy: pyplot picks a backend on import
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
     kimg = [s["kimg"] for s in stats]
     for k in keys:
@@ -69,8 +97,7 @@ def plot_training_stats(stats: list[dict], keys=("d_loss", "d_real", "d_fake", "
 
 def show_png(path, title: str | None = None, scale: float = 1.0):
     """Display a PNG (e.g. a sample grid) in a notebook at its pixel size times `scale`."""
-    import matplotlib.pyplot as plt
-    from PIL import Image
+    import matplotlib.pyplot as plt   # lazy: pyplot picks a backend on import
     im = Image.open(path)
     fig = plt.figure(figsize=(im.width * scale / 100, im.height * scale / 100 + (0.3 if title else 0)), dpi=100)
     ax = fig.add_axes([0, 0, 1, 1 if not title else 0.92])

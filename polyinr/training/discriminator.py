@@ -14,19 +14,17 @@ Both return logits [B, K] (K = number of logit positions over all heads); the hi
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".bin", ".pt")
-
-
-class BackboneWeightsError(RuntimeError):
-    pass
+from ..core.checkpoint import load_checkpoint
+from ..core.config import ModelConfig, TrainConfig
+from .backbones import FrozenTimm
 
 
 # --------------------------------------------------------------------------------------------- conv
@@ -78,78 +76,20 @@ class ConvDiscriminator(nn.Module):
 # ---------------------------------------------------------------------------------------- projected
 
 
-def _weights_file(name: str, backbone_weights) -> Path | None:
-    """Local weights for timm model `name`: backbone_weights is None, a dict {name: path}, or a folder
-    holding NAME.safetensors / NAME.pth / NAME.bin."""
-    if backbone_weights is None:
-        return None
-    if isinstance(backbone_weights, dict):
-        if name not in backbone_weights:
-            return None
-        path = Path(backbone_weights[name])
-        if not path.is_file():
-            raise FileNotFoundError(f"backbone_weights[{name!r}]: file {str(path)!r} does not exist")
-        return path
-    folder = Path(backbone_weights)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"backbone_weights: folder {str(folder)!r} does not exist")
-    for suffix in WEIGHT_SUFFIXES:
-        if (folder / f"{name}{suffix}").is_file():
-            return folder / f"{name}{suffix}"
-    return None
-
-
-def create_timm_model(name: str, pretrained: bool = True, backbone_weights=None, **kwargs) -> nn.Module:
-    """timm.create_model with the weights from, in order: a local file (backbone_weights), the timm /
-    Hugging Face download when pretrained=True, or random init when pretrained=False (tests only).
-    Offline without a file this is a BackboneWeightsError that says how to supply one."""
-    import timm
-    path = _weights_file(name, backbone_weights)
-    if path is not None:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    if not pretrained:
-        return timm.create_model(name, pretrained=False, **kwargs)
-    try:
-        return timm.create_model(name, pretrained=True, **kwargs)
-    except Exception as e:  # offline: LocalEntryNotFoundError / OSError / ConnectionError
-        raise BackboneWeightsError(
-            f"could not obtain pretrained weights for timm model {name!r} ({type(e).__name__}: {e}).\n"
-            f"Either run once with network access (timm caches the download under ~/.cache/huggingface), or "
-            f"download the file elsewhere and pass backbone_weights=FOLDER holding '{name}.safetensors' (or .pth), "
-            f"e.g. --backbone-weights FOLDER; on an offline machine set HF_HUB_OFFLINE=1 to fail fast."
-        ) from e
-
-
-class FeatureNetwork(nn.Module):
+class FeatureNetwork(FrozenTimm):
     """A frozen timm backbone giving four maps at strides 4, 8, 16, 32 of the input."""
 
     def __init__(self, name: str, pretrained: bool, backbone_weights, input_size: int):
-        super().__init__()
-        self.name = name
         self.vit = name.startswith(("deit", "vit"))
-        if self.vit:
-            self.net = create_timm_model(name, pretrained, backbone_weights, features_only=True,
-                                         out_indices=(2, 5, 8, 11), dynamic_img_size=True)
-        else:
-            self.net = create_timm_model(name, pretrained, backbone_weights, features_only=True,
-                                         out_indices=(1, 2, 3, 4))
-        cfg = self.net.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        layers = dict(out_indices=(2, 5, 8, 11), dynamic_img_size=True) if self.vit else dict(out_indices=(1, 2, 3, 4))
+        super().__init__(name, input_size, pretrained, backbone_weights, features_only=True, **layers)
+        self.name = name
         self.channels = list(self.net.feature_info.channels())
         self.sizes = [max(1, input_size // s) for s in (4, 8, 16, 32)]
         self.input_size = input_size
-        self.requires_grad_(False).eval()
-
-    def train(self, mode: bool = True):  # always frozen, BatchNorm statistics included
-        return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        x = ((x + 1) / 2 - self.mean) / self.std
-        feats = self.net(x)
+        feats = super().forward(x)
         if self.vit:  # tokens as [B, C, 14, 14] maps -> resample to strides 4..32 (parameter-free)
             feats = [F.interpolate(f, size=(s, s), mode="bilinear", align_corners=False)
                      for f, s in zip(feats, self.sizes)]
@@ -244,3 +184,33 @@ def build_discriminator(kind: str, channels: int, resolution: int, num_classes: 
     if kind == "projected":
         return ProjectedDiscriminator(num_classes, **kw)
     raise ValueError(f"discriminator: expected 'projected' or 'conv', got {kind!r}")
+
+
+def build_D(cfg: TrainConfig, channels: int, num_classes: int) -> nn.Module:
+    """The discriminator a training config asks for."""
+    if cfg.discriminator == "conv":
+        return build_discriminator("conv", channels, cfg.resolution, num_classes, width=cfg.d_width,
+                                   max_width=cfg.d_max_width)
+    return build_discriminator("projected", channels, cfg.resolution, num_classes, backbones=cfg.backbones,
+                               input_size=cfg.d_input_size, pretrained=cfg.pretrained,
+                               backbone_weights=cfg.backbone_weights, projection_seed=cfg.seed)
+
+
+def load_discriminator(path, map_location="cpu"):
+    """The trained discriminator of a training checkpoint (a run's `latest.pt`), rebuilt from the
+    checkpoint's training and model configs. Its weights, frozen feature networks included, come from
+    the checkpoint, so no pretrained download is needed. Returned in eval mode without gradients:
+    `D(x, c)` gives logits [B, K] for images x [B, C, R, R] in [-1, 1] at the training resolution R
+    (class ids c for a conditional model); higher means "judged real"."""
+    ckpt = load_checkpoint(path, map_location)
+    if "D" not in ckpt or "train_config" not in ckpt:
+        raise ValueError(f"checkpoint {str(path)!r} holds no discriminator: only training checkpoints (a run's "
+                         f"latest.pt) do; it has {sorted(ckpt)}")
+    tc = dataclasses.replace(TrainConfig.from_dict(ckpt["train_config"]), pretrained=False, backbone_weights=None)
+    mc = ModelConfig.from_dict(ckpt["model_config"])
+    D = build_D(tc, mc.img_channels, mc.num_classes)
+    try:
+        D.load_state_dict(ckpt["D"])
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {str(path)!r}: its D weights do not fit its train_config: {e}") from e
+    return D.to(map_location).eval().requires_grad_(False)

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.files import sha256_file
+
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -164,14 +166,6 @@ def inception_score(logits, splits: int = 10, seed: int = 2020) -> dict:
 
 
 # ---------------------------------------------------------------------------------- Inception weights
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _offline() -> bool:

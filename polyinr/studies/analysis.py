@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from .render import UNIT, Extent, coordinate_grid, pixel_grid, render, render_coords
+from ..core.grid import UNIT, Extent, coordinate_grid, pixel_center_extent, pixel_grid
+from ..core.images import to_unit
+from ..core.render import as_image, render, render_coords, synthesize
 
 # ----------------------------------------------------------------------------------------------
 # Latents, levels, groups and style mixing
@@ -182,7 +184,7 @@ def level_heatmaps(G, ws: torch.Tensor, height: int, width: int | None = None, r
         rgb.append(out)                                                    # [B, p, C]
         feats.append(torch.stack([_reduce_channels(h, reduce) for h in lv["features"]], 1))   # [B, L, p]
         affs.append(torch.stack([_reduce_channels(g, reduce) for g in lv["affine"]], 1))
-    image = torch.cat(rgb, 1).transpose(1, 2).reshape(B, -1, height, width)
+    image = as_image(torch.cat(rgb, 1), height, width)
     maps = {k: torch.cat(v, -1).view(B, -1, height, width) for k, v in (("features", feats), ("affine", affs))}
     if normalize:
         maps = {k: minmax_normalize(v) for k, v in maps.items()}
@@ -332,7 +334,7 @@ def extrapolate(G, ws: torch.Tensor, size: int, margin: int, chunk_pixels: int |
     S = size + 2 * margin
     coords = pixel_grid(size, size, rows=(-margin, size + margin), cols=(-margin, size + margin), device=ws.device)
     rgb = render_coords(G, ws, coords, chunk_pixels=chunk_pixels)          # [B, P, C]
-    image = rgb.transpose(1, 2).reshape(ws.shape[0], -1, S, S)
+    image = as_image(rgb, S, S)
     return {"image": image, "frame": (margin, margin + size), "extent": frame_extent(size, margin)}
 
 
@@ -374,29 +376,10 @@ def render_series(G, ws: torch.Tensor, extents: Iterable[Extent], height: int, w
 # Higher resolution
 
 
-def pixel_center_extent(base: int, factor: int) -> Extent:
-    """Extent of a (factor * base)-pixel grid whose pixels subdivide the pixel areas of the base grid.
-
-    The base grid puts pixel j at u = j / (base - 1) (endpoints included); as an image, pixel j covers
-    [j - 1/2, j + 1/2] in base pixel units. The k-times finer pixels tiling the same areas have centres
-    u = ((m + 1/2) / k - 1/2) / (base - 1), m = 0 .. k base - 1, so the extent reaches half a base pixel
-    minus half a fine pixel beyond [0, 1]. factor = 1 gives [0, 1]. This is the geometry of real
-    images (area pixels) and of `F.interpolate(..., align_corners=False)`."""
-    lo = (0.5 / factor - 0.5) / (base - 1)
-    return (lo, 1 - lo), (lo, 1 - lo)
-
-
 def render_upsampled(G, ws: torch.Tensor, base: int, factor: int) -> torch.Tensor:
     """Render ws at factor x the base resolution on `pixel_center_extent(base, factor)`: [B, C, kR, kR]."""
     n = base * factor
     return render(G, ws, n, n, extent=pixel_center_extent(base, factor))
-
-
-def upsample_bicubic(img: torch.Tensor, factor: int, clamp: tuple[float, float] | None = (-1.0, 1.0)) -> torch.Tensor:
-    """Bicubic upsampling by an integer factor (area-pixel geometry, align_corners=False), clamped to
-    the image range (bicubic overshoots at edges): [B, C, H, W] -> [B, C, kH, kW]."""
-    out = F.interpolate(img, scale_factor=factor, mode="bicubic", align_corners=False)
-    return out if clamp is None else out.clamp(*clamp)
 
 
 def downsample_area(img: torch.Tensor, factor: int) -> torch.Tensor:
@@ -409,96 +392,6 @@ def grey_fraction(img: torch.Tensor, lo: float = 0.1, hi: float = 0.9) -> torch.
     sharp edges make it fall like 1 / resolution, blurred ones keep it constant."""
     m = ink(img)
     return ((m > lo) & (m < hi)).float().mean((1, 2))
-
-
-def to_unit(img: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] images -> [0, 1] (clamped), for `psnr` and `ssim`."""
-    return (img.clamp(-1, 1) + 1) / 2
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Peak signal-to-noise ratio per image [B] of [B, C, H, W] images: 10 log10(range^2 / MSE)
-    (inf for identical images)."""
-    if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"y: expected the shape of x {list(x.shape)} ([B, C, H, W]), got {list(y.shape)}")
-    mse = (x.double() - y.double()).square().mean((1, 2, 3))
-    return (10 * torch.log10(data_range ** 2 / mse)).float()
-
-
-def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> torch.Tensor:
-    """Normalised 1-D Gaussian window [size]."""
-    r = torch.arange(size, dtype=dtype) - (size - 1) / 2
-    g = torch.exp(-r.square() / (2 * sigma ** 2))
-    return g / g.sum()
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
-    """Structural similarity (Wang et al. 2004) per image [B] of [B, C, H, W] images in [0, data_range]:
-    Gaussian window (11, sigma 1.5), K1 0.01, K2 0.03, local statistics with the window's weights
-    (biased variances), averaged over the positions where the window fits inside the image ('valid')
-    and over channels. Equals `skimage.metrics.structural_similarity(..., gaussian_weights=True,
-    sigma=1.5, use_sample_covariance=False, data_range=1)`."""
-    if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"y: expected the shape of x {list(x.shape)} ([B, C, H, W]), got {list(y.shape)}")
-    if min(x.shape[-2:]) < window:
-        raise ValueError(f"x: images must be at least {window}x{window} for the SSIM window, got {list(x.shape[-2:])}")
-    B, C = x.shape[:2]
-    g = gaussian_window(window, sigma)
-    x, y = x.double().flatten(0, 1)[:, None], y.double().flatten(0, 1)[:, None]   # [B C, 1, H, W]
-
-    def blur(t):                                                           # separable 'valid' filter
-        t = F.conv2d(t, g.view(1, 1, 1, -1))
-        return F.conv2d(t, g.view(1, 1, -1, 1))
-
-    mx, my = blur(x), blur(y)
-    vx = blur(x * x) - mx * mx
-    vy = blur(y * y) - my * my
-    cxy = blur(x * y) - mx * my
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean((1, 2, 3)).view(B, C).mean(1).float()
-
-
-def fit_ws(G, target: torch.Tensor, c: torch.Tensor | None, steps: int = 300, lr: float = 0.05,
-           mode: str = "w", extent: Extent = UNIT) -> dict:
-    """A minimal projection of images onto the generator (for the super-resolution protocol of
-    `06_high_resolution`; the full inversion with perceptual losses lives in 09): start from the
-    class's mean w (`G.mapping.w_avg`), optimise one w per image (mode "w") or one per level ("w+")
-    with Adam, a linear warm-up over the first 5 % of steps and a cosine ramp-down, on the pixel MSE
-    between the render at the target's resolution (on `extent`) and target [B, C, H, W] in [-1, 1].
-    Returns {"ws": [B, L, D] (detached), "loss": [steps] (mean MSE per step)}."""
-    if mode not in ("w", "w+"):
-        raise ValueError(f"mode: expected 'w' or 'w+', got {mode!r}")
-    cfg = G.cfg
-    B, _, H, W = target.shape
-    w_avg = G.mapping.w_avg
-    w0 = (w_avg[c] if cfg.conditional else w_avg.expand(B, -1)).detach().clone()   # [B, D]
-    param = w0[:, None].repeat(1, cfg.levels, 1) if mode == "w+" else w0            # [B, L, D] or [B, D]
-    param.requires_grad_(True)
-    opt = torch.optim.Adam([param], lr=lr, betas=(0.9, 0.999))
-    coords = coordinate_grid(H, W, extent, device=target.device)
-    tgt = target.flatten(2).transpose(1, 2)                                # [B, P, C]
-    flags = [p.requires_grad for p in G.parameters()]
-    G.requires_grad_(False)
-    losses = []
-    try:
-        for i in range(steps):
-            t = i / max(steps - 1, 1)
-            ramp = min(1.0, t / 0.05) * 0.5 * (1 + math.cos(math.pi * t))
-            for group in opt.param_groups:
-                group["lr"] = lr * max(ramp, 0.01)
-            ws = param if mode == "w+" else param[:, None].expand(B, cfg.levels, -1)
-            loss = (G.synthesis(ws, coords) - tgt).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-    finally:
-        for p, f in zip(G.parameters(), flags):
-            p.requires_grad_(f)
-    ws = param.detach() if mode == "w+" else param.detach()[:, None].repeat(1, cfg.levels, 1)
-    return {"ws": ws, "loss": torch.tensor(losses)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -602,7 +495,6 @@ def perceptual_path_length(G, extractor, z_a: torch.Tensor, z_b: torch.Tensor, c
     Gd, Ed = _as_dtype(G, dtype), _as_dtype(extractor, dtype)
     feat = Ed.features if hasattr(Ed, "features") else Ed
     size = size or G.cfg.resolution
-    coords = coordinate_grid(size, size).to(dtype)
     cc = None if c is None else torch.as_tensor(c).reshape(-1).expand(N)
     mapping = lambda z, c: Gd.mapping._forward(z, c, psi, False)[:, 0]   # noqa: E731  (in dtype; the public call is fp32)
     dists = []
@@ -618,7 +510,7 @@ def perceptual_path_length(G, extractor, z_a: torch.Tensor, z_b: torch.Tensor, c
         else:
             w = mapping(_slerp(za, zb, tt, 1e-7), ci)
         ws = w[:, None].expand(-1, G.cfg.levels, -1)
-        img = Gd.synthesis(ws, coords).transpose(1, 2).reshape(2 * n, -1, size, size)
+        img = synthesize(Gd, ws, size, size)
         f = F.normalize(feat(img), dim=-1)
         dists.append((f[:n] - f[n:]).square().sum(-1) / eps ** 2)
     d = torch.cat(dists).float()
@@ -650,7 +542,7 @@ def image_table(rows, row_titles=None, col_titles=None, cell: float = 1.1, cmap:
                 continue
             img = rows[i][j].detach().float().cpu()
             if vmin is None and vmax is None:
-                img = ((img.clamp(-1, 1) + 1) / 2)
+                img = to_unit(img)
                 lo, hi = 0.0, 1.0
             else:
                 lo, hi = vmin, vmax
@@ -676,7 +568,7 @@ def heatmap_table(image: torch.Tensor, maps: torch.Tensor, row_titles=None, titl
     import matplotlib.pyplot as plt
     B, L, H, W = maps.shape
     colors = plt.get_cmap(cmap)(maps.clamp(0, 1).numpy())[..., :3]             # [B, L, H, W, 3]
-    img = ((image.clamp(-1, 1) + 1) / 2).mean(1)[..., None].expand(B, H, W, 3).numpy()
+    img = to_unit(image).mean(1)[..., None].expand(B, H, W, 3).numpy()
     mosaic = torch.ones(B * (H + pad) - pad, (L + 1) * (W + pad) - pad, 3).numpy()
     for i in range(B):
         r = i * (H + pad)
@@ -704,8 +596,7 @@ __all__ = [
     "minmax_normalize", "level_heatmaps", "ink", "ink_centroid", "coarse_share", "map_correlation",
     "level_sensitivity", "group_means", "LEVEL_ROLES", "read_level_groups",
     "margin_pixels", "frame_extent", "extrapolate", "boundary_steps", "frame_crop", "zoom_out", "render_series",
-    "pixel_center_extent", "render_upsampled", "upsample_bicubic", "downsample_area", "grey_fraction",
-    "to_unit", "psnr", "gaussian_window", "ssim", "fit_ws",
+    "render_upsampled", "downsample_area", "grey_fraction",
     "lerp", "slerp", "interpolate_w", "interpolate_z", "interpolate_classes", "step_changes", "smoothness",
     "perceptual_path_length", "image_table", "heatmap_table",
 ]

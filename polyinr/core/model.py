@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ModelConfig, get_preset
+from .grid import check_coords
+from .render import synthesize
 
 SQRT2 = math.sqrt(2.0)
 
@@ -57,7 +59,7 @@ def _normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
-def _check_classes(c, num_classes: int, batch: int, device) -> torch.Tensor | None:
+def check_classes(c, num_classes: int, batch: int, device) -> torch.Tensor | None:
     if num_classes == 0:
         if c is not None:
             raise ValueError("c: this generator is unconditional (num_classes=0); pass c=None")
@@ -99,7 +101,7 @@ class MappingNetwork(nn.Module):
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != cfg.z_dim:
             raise ValueError(f"z: expected a tensor of shape [B, {cfg.z_dim}], got "
                              f"{list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
-        c = _check_classes(c, cfg.num_classes, z.shape[0], z.device)
+        c = check_classes(c, cfg.num_classes, z.shape[0], z.device)
         if z.is_meta:   # shape-only runs (memory estimates)
             return self._forward(z.float(), c, psi, update_w_avg)
         with torch.autocast(z.device.type, enabled=False):   # tiny and precision-sensitive: always fp32
@@ -268,20 +270,6 @@ class Synthesis(nn.Module):
         return self.evaluate(self.styles(ws), coords, return_levels=return_levels)
 
 
-def check_coords(coords, batch: int | None = None) -> torch.Tensor:
-    if not isinstance(coords, torch.Tensor):
-        raise ValueError(f"coords: expected a tensor of shape [P, 2] or [B, P, 2], got {type(coords).__name__}")
-    ok = coords.dim() in (2, 3) and coords.shape[-1] == 2 and coords.dtype.is_floating_point
-    if ok and coords.dim() == 3 and batch is not None and coords.shape[0] not in (1, batch):
-        ok = False
-    if not ok:
-        raise ValueError(f"coords: expected a float tensor of shape [P, 2] or [{batch or 'B'}, P, 2] "
-                         f"(x, y per pixel), got {coords.dtype} {list(coords.shape)}")
-    if not coords.is_meta and not torch.isfinite(coords).all():
-        raise ValueError("coords: contains NaN or infinite values")
-    return coords
-
-
 class Generator(nn.Module):
     """Mapping + synthesis. `G(z, c)` renders [B, 3, H, W] images on the [0, 1]^2 grid."""
 
@@ -294,13 +282,10 @@ class Generator(nn.Module):
 
     def forward(self, z, c=None, height: int | None = None, width: int | None = None, psi: float = 1.0,
                 update_w_avg: bool = False) -> torch.Tensor:
-        from .render import coordinate_grid
-        height = height or self.cfg.resolution
-        width = width or height
+        height = self.cfg.resolution if height is None else height
+        width = height if width is None else width
         ws = self.mapping(z, c, psi=psi, update_w_avg=update_w_avg)
-        coords = coordinate_grid(height, width, device=z.device)   # generated here: no need to validate
-        rgb = self.synthesis.evaluate(self.synthesis.styles(ws), coords)   # [B, P, C]
-        return rgb.transpose(1, 2).reshape(z.shape[0], -1, height, width)   # [B, 3, H, W]
+        return synthesize(self, ws, height, width)                     # [B, C, H, W]
 
 
 def build_generator(preset: str, **overrides) -> Generator:

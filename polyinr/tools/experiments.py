@@ -1,0 +1,165 @@
+"""Reproducible notebook runs.
+
+`experiments/configs/NAME.yaml` names a notebook and its parameters:
+
+    notebook: notebooks/01_model.ipynb
+    parameters:
+      seed: 0
+
+`python experiments/run.py NAME [-p key value ...] [--smoke] [--publish]` executes the notebook
+with papermill into a fresh numbered folder `experiments/runs/NNNN-NAME/` (never reused, never
+executed in place) holding the executed notebook, `config.json`, `metrics.json` and figures.
+`--publish` then copies those small outputs to `experiments/results/<notebook stem>/`.
+
+Notebooks call `start_run` first and `finish_run` last, so a run started by hand in JupyterLab
+leaves the same files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..core.files import provenance, repo_root, resolve, write_json
+
+
+def start_run(run_dir, parameters: dict) -> Path:
+    """Create `run_dir` (relative to the repository root) and write its config.json: the
+    notebook parameters plus package version, git commit and machine."""
+    run_dir = resolve(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg.setdefault("parameters", {}).update(parameters)
+    cfg["provenance"] = provenance()
+    write_json(cfg_path, cfg)
+    return run_dir
+
+
+def finish_run(run_dir, metrics: dict) -> Path:
+    """Write metrics.json (what the tests and the results tables read)."""
+    return write_json(resolve(run_dir) / "metrics.json", metrics)
+
+
+def save_figure(fig, run_dir, name: str) -> Path:
+    path = resolve(run_dir) / f"{name}.png"
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def load_config(name: str) -> dict:
+    path = resolve("experiments/configs") / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in resolve("experiments/configs").glob("*.yaml"))
+        raise ValueError(f"experiment {name!r}: no file {path}; known experiments: {known}")
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(cfg, dict) or "notebook" not in cfg:
+        raise ValueError(f"{path}: expected a mapping with 'notebook' and 'parameters'")
+    if not resolve(cfg["notebook"]).is_file():
+        raise ValueError(f"{path}: notebook {cfg['notebook']!r} does not exist")
+    cfg.setdefault("parameters", {})
+    return cfg
+
+
+def new_run_dir(name: str, runs_root=None) -> Path:
+    """experiments/runs/NNNN-NAME, numbered after every existing run; created exclusively so two
+    runs never share a folder."""
+    root = resolve(runs_root or "experiments/runs")
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+        nums = [int(p.name[:4]) for p in root.iterdir() if p.name[:4].isdigit()]
+        path = root / f"{max(nums, default=0) + 1:04d}-{name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _parse_value(text: str):
+    """`-p key value`: YAML scalars, so 3 -> int, 0.5 -> float, true -> bool, abc -> str."""
+    return yaml.safe_load(text)
+
+
+def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False, runs_root=None,
+                   publish: bool = False, progress: bool = True) -> Path:
+    import papermill as pm
+    cfg = load_config(name)
+    params = dict(cfg["parameters"])
+    params.update(overrides or {})
+    if smoke:
+        params["smoke"] = True
+    run_dir = new_run_dir(name, runs_root)
+    root = repo_root()
+    try:
+        params["run_dir"] = str(run_dir.relative_to(root))
+    except ValueError:
+        params["run_dir"] = str(run_dir)
+    notebook = resolve(cfg["notebook"])
+    start_run(run_dir, {**params, "notebook": str(notebook.relative_to(root)), "experiment": name})
+    pm.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params, cwd=str(root),
+                        kernel_name="python3", progress_bar=progress, log_output=False)
+    if publish:
+        publish_run(run_dir, notebook.stem)
+    return run_dir
+
+
+def publish_run(run_dir, stem: str, results_root=None) -> Path:
+    """Copy a run's small outputs (executed notebook, json, png, generator.pt, the last sample grids) to
+    <results_root>/<stem>/ (default experiments/results/<stem>/), replacing what was there. The copy is
+    assembled in a temporary folder beside it and swapped in by renames, so a failed copy leaves the
+    previous results in place."""
+    if not isinstance(stem, str) or not stem or stem in (".", "..") or "/" in stem or "\\" in stem:
+        raise ValueError(f"stem: expected a plain folder name such as '02_train', got {stem!r}")
+    run_dir = resolve(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run_dir: folder {str(run_dir)!r} does not exist")
+    root = resolve(results_root or "experiments/results")
+    root.mkdir(parents=True, exist_ok=True)
+    dest = root / stem
+    tmp = root / f".{stem}.publishing"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for p in sorted(run_dir.iterdir()):
+        if p.suffix in {".ipynb", ".json", ".png", ".jsonl"} or p.name == "generator.pt":
+            shutil.copy2(p, tmp / p.name)
+    samples = run_dir / "samples"
+    if samples.is_dir():  # the final sample grids of a training run (not every tick's)
+        grids = sorted(p for p in samples.glob("fakes*.png") if "_x4" not in p.name)
+        keep = [samples / "reals.png"] + ([grids[-1], grids[-1].with_name(grids[-1].stem + "_x4.png")] if grids else [])
+        (tmp / "samples").mkdir()
+        for p in keep:
+            if p.is_file():
+                shutil.copy2(p, tmp / "samples" / p.name)
+    old = root / f".{stem}.replaced"
+    if old.exists():   # left by a publish that stopped between its renames
+        if dest.exists():
+            shutil.rmtree(old)
+        else:
+            old.rename(dest)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+    return dest
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python experiments/run.py", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("name", help="experiment name: a file experiments/configs/NAME.yaml")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="override one notebook parameter (value parsed as YAML)")
+    ap.add_argument("--smoke", action="store_true", help="set smoke=True (tiny sizes, for tests)")
+    ap.add_argument("--runs-root", default=None, help="folder for run folders (default experiments/runs)")
+    ap.add_argument("--publish", action="store_true", help="copy the outputs to experiments/results/<notebook>/")
+    args = ap.parse_args(argv)
+    overrides = {k: _parse_value(v) for k, v in args.param}
+    run_dir = run_experiment(args.name, overrides, smoke=args.smoke, runs_root=args.runs_root, publish=args.publish)
+    print(run_dir)
+    return 0

@@ -1,0 +1,175 @@
+"""The training step of the recipe (StyleGAN-XL as used by the Poly-INR release, paper section 4) as
+small functions: a D step on real and generated images (hinge loss, DiffAugment, optional fading
+blur), a G step (hinge loss, optional classifier guidance), and the EMA of G. Each step accumulates
+over micro-batches, averages gradients over processes and returns its named loss terms.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..core.config import TrainConfig
+from . import augment as aug
+from .distributed import Dist
+from .losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision: fp16 needs a CUDA device; use bf16 on CPU")
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def grad_scalers(cfg: TrainConfig, device: torch.device) -> dict | None:
+    """fp16 needs loss scaling (its exponent range is narrow); bf16 and fp32 do not."""
+    if cfg.precision != "fp16":
+        return None
+    return {"D": torch.amp.GradScaler(device.type), "G": torch.amp.GradScaler(device.type)}
+
+
+def g_param_groups(G, cfg: TrainConfig) -> list[dict]:
+    """G's parameters with the per-level heads (A_i, M_i, t_i) at lr_g * head_lr_mult: those heads
+    scale every feature multiplicatively, so they tolerate smaller steps than the shared weights."""
+    heads = [p for lvl in G.synthesis.levels for m in (lvl.affine, lvl.warp) if m is not None for p in m.parameters()]
+    ids = {id(p) for p in heads}
+    rest = [p for p in G.parameters() if id(p) not in ids]
+    return [{"params": rest, "lr": cfg.lr_g}, {"params": heads, "lr": cfg.lr_g * cfg.head_lr_mult}]
+
+
+@dataclass
+class StepContext:
+    """What a step needs besides the networks and the batch."""
+    policy: tuple = ()
+    aug_gen: torch.Generator | None = None
+    blur_sigma: float = 0.0
+    autocast: object = None
+    classifier: torch.nn.Module | None = None
+    cls_weight: float = 0.0
+    micro: int | None = None          # micro-batch size (gradient accumulation); None = the whole batch
+    dist: Dist | None = None
+    scalers: dict | None = None       # {"D": GradScaler, "G": GradScaler} for fp16 (None otherwise)
+
+    def backward(self, loss, which: str) -> None:
+        scaler = self.scalers[which] if self.scalers else None
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+
+    def step(self, opt, which: str) -> None:
+        """Optimizer step; with a grad scaler, unscale (skipping the step on inf/NaN grads) and update
+        the scale. Gradients are all-reduced before this, so every rank takes the same decision."""
+        scaler = self.scalers[which] if self.scalers else None
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
+
+    def d_input(self, x, params=None):
+        """Blur, then DiffAugment with drawn `params` (drawn here from aug_gen when None)."""
+        x = aug.gaussian_blur(x, self.blur_sigma)
+        if params is None:
+            return aug.diffaugment(x, self.policy, self.aug_gen)
+        return aug.apply_params(x, params)
+
+
+def _nonfinite(terms: dict) -> dict:
+    return {k: v for k, v in ((k, float(torch.as_tensor(v).detach())) for k, v in terms.items()) if not math.isfinite(v)}
+
+
+def _check_finite(bad: dict, what: str, ctx) -> None:
+    """Raise NonFiniteLossError on every rank if any rank saw a non-finite loss."""
+    ok = not bad
+    if ctx.dist is not None:
+        ok = ctx.dist.all_true(ok)
+    if not ok:
+        raise NonFiniteLossError(f"{what}: non-finite loss {bad or '(on another rank)'}; stopping "
+                                 f"(the last checkpoint is intact)")
+
+
+def _ctx(ctx):
+    return ctx.autocast if ctx.autocast is not None else torch.autocast("cpu", enabled=False)
+
+
+def select(x, s):
+    return None if x is None else x[s] if isinstance(x, torch.Tensor) else aug.slice_params(x, s)
+
+
+def _micro_slices(n: int, micro: int | None):
+    m = micro or n
+    return [slice(i, min(i + m, n)) for i in range(0, n, m)]
+
+
+def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None, aug_fake=None) -> dict:
+    """One D update on this process's batch: hinge loss on real and generated images, accumulated
+    over micro-batches and averaged over processes. Also updates G's w_avg."""
+    n = real.shape[0]
+    D.requires_grad_(True)
+    opt_D.zero_grad(set_to_none=True)
+    out = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
+    for s in _micro_slices(n, ctx.micro):
+        w = (s.stop - s.start) / n
+        with torch.no_grad(), _ctx(ctx):
+            fake = G(z[s], select(c_fake, s), update_w_avg=True)
+        with _ctx(ctx):
+            terms = d_hinge_loss(D(ctx.d_input(real[s], select(aug_real, s)), select(c_real, s)),
+                                 D(ctx.d_input(fake.float(), select(aug_fake, s)), select(c_fake, s)))
+        bad = _nonfinite(terms)
+        if bad:
+            break
+        ctx.backward(terms["loss"] * w, "D")
+        for k, name in (("loss", "d_loss"), ("d_real", "d_real"), ("d_fake", "d_fake")):
+            out[name] += terms[k].item() * w
+    _check_finite(bad, "D", ctx)
+    if ctx.dist is not None:
+        ctx.dist.all_reduce_grads(D.parameters())
+    ctx.step(opt_D, "D")
+    return out
+
+
+def g_step(G, D, opt_G, z, c, ctx: StepContext, aug_fake=None) -> dict:
+    """One G update: hinge loss (+ classifier guidance when cls_weight > 0), accumulated over
+    micro-batches and averaged over processes."""
+    n = z.shape[0]
+    D.requires_grad_(False)
+    opt_G.zero_grad(set_to_none=True)
+    out = {"g_loss": 0.0}
+    for s in _micro_slices(n, ctx.micro):
+        w = (s.stop - s.start) / n
+        with _ctx(ctx):
+            fake = G(z[s], select(c, s))
+            terms = g_hinge_loss(D(ctx.d_input(fake, select(aug_fake, s)), select(c, s)))
+            loss = terms["loss"]
+            out["g_loss"] += terms["g_adv"].item() * w
+            if ctx.classifier is not None and ctx.cls_weight > 0:
+                cls = classifier_guidance_loss(ctx.classifier(fake), select(c, s), ctx.cls_weight)
+                loss = loss + cls["loss"]
+                out["g_cls"] = out.get("g_cls", 0.0) + cls["g_cls"].item() * w
+        bad = _nonfinite({"g_loss": loss})
+        if bad:
+            break
+        ctx.backward(loss * w, "G")
+    _check_finite(bad, "G", ctx)
+    if ctx.dist is not None:
+        ctx.dist.all_reduce_grads(G.parameters())
+    ctx.step(opt_G, "G")
+    return out
+
+
+@torch.no_grad()
+def update_ema(G_ema, G, cur_nimg: int, batch: int, ema_kimg: float, ema_rampup: float | None) -> float:
+    """G_ema <- G + beta (G_ema - G) with a half-life of ema_kimg thousand images (ramped up early)."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
+    return beta

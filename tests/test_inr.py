@@ -4,6 +4,10 @@ import math
 import numpy as np
 import pytest
 import torch
+
+import polyinr
+from polyinr.core.images import to_unit
+from polyinr.evaluation.quality import psnr
 from torch import nn
 
 from polyinr.studies import inr
@@ -161,11 +165,11 @@ def test_each_baseline_overfits_a_16x16_image(name):
     assert h["steps"] == [0, 50, 100, 150, 200, 250, 300] and not h["diverged"]
 
 
-def test_psnr_by_hand():
-    t = torch.zeros(10, 3)
-    assert inr.psnr(t + 0.1, t) == pytest.approx(10 * math.log10(4 / 0.01))
-    assert inr.psnr(t + 5.0, t - 1.0) == pytest.approx(10 * math.log10(4 / 4))    # prediction clamped to 1
-    assert inr.psnr(t, t) == float("inf")
+def test_psnr_of_pixel_sets_by_hand():
+    t = torch.zeros(1, 10, 3)                         # [B, P, C] in [-1, 1], scored on [0, 1] like images
+    assert psnr(to_unit(t + 0.1), to_unit(t)).item() == pytest.approx(10 * math.log10(4 / 0.01))
+    assert psnr(to_unit(t + 5.0), to_unit(t - 1.0)).item() == pytest.approx(10 * math.log10(4 / 4))   # clamped to 1
+    assert psnr(t, t).item() == float("inf")
 
 
 def test_fit_flags_divergence():

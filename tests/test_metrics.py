@@ -9,7 +9,10 @@ import pytest
 import torch
 
 import polyinr
+from polyinr.core.grid import pixel_center_extent
+from polyinr.core.images import upsample
 from polyinr.evaluation import protocols as E
+from polyinr.evaluation.letters import random_letters_cnn, stem_for
 from polyinr.evaluation import fid
 from polyinr.tools.experiments import resolve
 from polyinr.training.classifiers import LettersCNN, letters_classifier
@@ -243,15 +246,15 @@ def test_dense_grid_and_bicubic_share_the_pixel_centre_geometry():
     ws = G.mapping(torch.randn(2, G.cfg.z_dim), torch.tensor([0, 5]))
     R, k = G.cfg.resolution, 3
     native = polyinr.render(G, ws, R, R)
-    dense = polyinr.render(G, ws, k * R, k * R, extent=E.grid_extent(R, k * R, "centers"))
+    dense = polyinr.render(G, ws, k * R, k * R, extent=pixel_center_extent(R, k))
     assert torch.allclose(dense[..., 1::k, 1::k], native, atol=1e-5)     # centre of dense pixel 3c+1 = native c
-    assert torch.equal(E.upsample(native, k, "centers")[..., 1::k, 1::k], native)
-    corners = polyinr.render(G, ws, k * R, k * R, extent=E.grid_extent(R, k * R, "corners"))
+    assert torch.equal(upsample(native, k, clamp=None)[..., 1::k, 1::k], native)
+    corners = polyinr.render(G, ws, k * R, k * R, extent=((0.0, 1.0), (0.0, 1.0)))
     assert torch.allclose(corners[..., [0, -1], :][..., [0, -1]], native[..., [0, -1], :][..., [0, -1]], atol=1e-5)
-    (x0, x1), _ = E.grid_extent(16, 128)
+    (x0, x1), _ = pixel_center_extent(16, 8)
     assert (x1 - x0) / 127 == pytest.approx(1 / (8 * 15))                 # spacing 1 / (k (R - 1))
-    with pytest.raises(ValueError, match="alignment"):
-        E.grid_extent(16, 32, "middle")
+    with pytest.raises(ValueError, match="factor"):
+        pixel_center_extent(16, 0)
     with pytest.raises(ValueError, match="ks"):
         E.stem_for(3)
 
@@ -280,7 +283,7 @@ def test_letters_cnn_stem():
 def test_evaluate_letters_records_the_protocol(tmp_path):
     G = polyinr.build_generator("letters", width=16, levels=3)
     ckpt = polyinr.save_checkpoint(tmp_path / "g.pt", G)
-    clfs = {16 * k: E.random_letters_cnn(0, E.stem_for(k)) for k in (1, 2)}
+    clfs = {16 * k: random_letters_cnn(0, stem_for(k)) for k in (1, 2)}
     r = E.evaluate_letters(str(ckpt), num=12, seed=3, psi=0.7, ks=(2,), hires_num=6, classifiers=clfs,
                            reference_n=40, progress=False, batch=5, keep=4)
     p, m = r["protocol"], r["metrics"]

@@ -7,11 +7,13 @@ import torch
 
 import polyinr
 from polyinr.training import augment as aug
+from polyinr.train import main as train_cli
 from polyinr.training import loop as T
+from polyinr.training import steps as S
 from polyinr.core.checkpoint import load_checkpoint
-from polyinr.core.config import TrainConfig, get_train_preset
+from polyinr.core.config import TrainConfig, get_train_preset, parse_policy
 from polyinr.training.backbones import BackboneWeightsError
-from polyinr.training.discriminator import (ConvDiscriminator, FeatureNetwork, ProjectedDiscriminator,
+from polyinr.training.discriminator import (build_D, ConvDiscriminator, FeatureNetwork, ProjectedDiscriminator,
                                    RandomProjection)
 from polyinr.training.losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
 
@@ -49,14 +51,14 @@ def test_classifier_guidance_by_hand():
 def test_diffaugment_shapes_gradients_and_identity():
     x = torch.randn(5, 3, 16, 12, requires_grad=True)
     gen = torch.Generator().manual_seed(0)
-    y = aug.diffaugment(x, aug.parse_policy("color,translation,cutout"), gen)
+    y = aug.diffaugment(x, parse_policy("color,translation,cutout"), gen)
     assert y.shape == x.shape
     y.square().sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
-    assert aug.diffaugment(x, aug.parse_policy("none"), gen) is x
-    assert aug.parse_policy("") == ()
+    assert aug.diffaugment(x, parse_policy("none"), gen) is x
+    assert parse_policy("") == ()
     with pytest.raises(ValueError, match="diffaugment"):
-        aug.parse_policy("color,flip")
+        parse_policy("color,flip")
 
 
 def test_translation_is_an_integer_shift_with_zero_fill():
@@ -82,7 +84,7 @@ def test_cutout_zeroes_one_square():
 
 def test_split_batches_are_augmented_like_the_whole_batch():
     x = torch.randn(6, 3, 12, 12)
-    policy = aug.parse_policy("color,translation,cutout")
+    policy = parse_policy("color,translation,cutout")
     params = aug.sample_params(policy, 6, 12, 12, torch.Generator().manual_seed(5))
     whole = aug.apply_params(x, params)
     halves = torch.cat([aug.apply_params(x[s], aug.slice_params(params, s)) for s in (slice(0, 2), slice(2, 6))])
@@ -163,15 +165,15 @@ def test_one_step_changes_G_and_D_with_finite_losses():
     torch.manual_seed(0)
     cfg = tiny()
     G = polyinr.build_generator("letters", width=16, levels=3, resolution=8)
-    D = T.build_D(cfg, 1, 26)
-    opt_G = torch.optim.Adam(T.g_param_groups(G, cfg), lr=cfg.lr_g, betas=cfg.betas)
+    D = build_D(cfg, 1, 26)
+    opt_G = torch.optim.Adam(S.g_param_groups(G, cfg), lr=cfg.lr_g, betas=cfg.betas)
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     g0 = [p.detach().clone() for p in G.parameters()]
     d0 = [p.detach().clone() for p in D.parameters()]
-    ctx = T.StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(0))
+    ctx = S.StepContext(policy=parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(0))
     real, c = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 3])
-    terms = T.d_step(G, D, opt_D, real, c, torch.randn(4, G.cfg.z_dim), c, ctx)
-    terms.update(T.g_step(G, D, opt_G, torch.randn(4, G.cfg.z_dim), c, ctx))
+    terms = S.d_step(G, D, opt_D, real, c, torch.randn(4, G.cfg.z_dim), c, ctx)
+    terms.update(S.g_step(G, D, opt_G, torch.randn(4, G.cfg.z_dim), c, ctx))
     assert all(math.isfinite(v) for v in terms.values()) and {"d_loss", "g_loss"} <= set(terms)
     assert any(not torch.equal(a, p) for a, p in zip(g0, G.parameters()))
     assert any(not torch.equal(a, p) for a, p in zip(d0, D.parameters()))
@@ -199,14 +201,14 @@ def test_gradient_accumulation_equals_the_full_batch():
         D = _PlainD()
         opt_G = torch.optim.SGD(G.parameters(), lr=0.1)
         opt_D = torch.optim.SGD(D.parameters(), lr=0.1)
-        policy = aug.parse_policy("color,translation,cutout")
-        ctx = T.StepContext(policy=policy, micro=micro)
+        policy = parse_policy("color,translation,cutout")
+        ctx = S.StepContext(policy=policy, micro=micro)
         gen = torch.Generator().manual_seed(1)
         real, c = torch.rand(6, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 3, 4, 5])
         z = torch.randn(6, G.cfg.z_dim, generator=gen)
         pr, pf, pg = (aug.sample_params(policy, 6, 8, 8, gen) for _ in range(3))
-        terms = T.d_step(G, D, opt_D, real, c, z, c, ctx, pr, pf)
-        terms.update(T.g_step(G, D, opt_G, z, c, ctx, pg))
+        terms = S.d_step(G, D, opt_D, real, c, z, c, ctx, pr, pf)
+        terms.update(S.g_step(G, D, opt_G, z, c, ctx, pg))
         results.append((terms, [p.detach().clone() for p in list(G.parameters()) + list(D.parameters())]))
     (t_full, p_full), (t_acc, p_acc) = results
     assert all(t_full[k] == pytest.approx(t_acc[k], rel=1e-5) for k in t_full)
@@ -224,18 +226,18 @@ def test_grad_scaler_steps_equal_unscaled_steps():
         opt_G = torch.optim.SGD(G.parameters(), lr=0.1)
         opt_D = torch.optim.SGD(D.parameters(), lr=0.1)
         scalers = {"D": torch.amp.GradScaler("cpu"), "G": torch.amp.GradScaler("cpu")} if scaled else None
-        ctx = T.StepContext(scalers=scalers)
+        ctx = S.StepContext(scalers=scalers)
         gen = torch.Generator().manual_seed(1)
         real, c = torch.rand(4, 1, 8, 8) * 2 - 1, torch.tensor([0, 1, 2, 3])
         z = torch.randn(4, G.cfg.z_dim, generator=gen)
-        T.d_step(G, D, opt_D, real, c, z, c, ctx)
-        T.g_step(G, D, opt_G, z, c, ctx)
+        S.d_step(G, D, opt_D, real, c, z, c, ctx)
+        S.g_step(G, D, opt_G, z, c, ctx)
         results.append([p.detach().clone() for p in list(G.parameters()) + list(D.parameters())])
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(*results))
     assert scalers["G"].get_scale() == 2.0 ** 16
     p = torch.nn.Parameter(torch.ones(3))
     opt = torch.optim.SGD([p], lr=1.0)
-    ctx = T.StepContext(scalers={"G": torch.amp.GradScaler("cpu")})
+    ctx = S.StepContext(scalers={"G": torch.amp.GradScaler("cpu")})
     ctx.backward((p * float("inf")).sum(), "G")
     ctx.step(opt, "G")
     assert torch.equal(p.detach(), torch.ones(3)) and ctx.scalers["G"].get_scale() == 2.0 ** 15
@@ -243,15 +245,15 @@ def test_grad_scaler_steps_equal_unscaled_steps():
 
 def test_fp16_needs_cuda_and_only_fp16_gets_scalers():
     with pytest.raises(ValueError, match="precision"):
-        T.autocast(tiny(precision="fp16"), torch.device("cpu"))
-    assert T.grad_scalers(tiny(precision="bf16"), torch.device("cpu")) is None
-    assert set(T.grad_scalers(tiny(precision="fp16"), torch.device("cpu"))) == {"D", "G"}
+        S.autocast(tiny(precision="fp16"), torch.device("cpu"))
+    assert S.grad_scalers(tiny(precision="bf16"), torch.device("cpu")) is None
+    assert set(S.grad_scalers(tiny(precision="fp16"), torch.device("cpu"))) == {"D", "G"}
 
 
 def test_head_learning_rate_groups():
     cfg = tiny(head_lr_mult=0.1)
     G = polyinr.build_generator("letters", width=16, levels=3)
-    groups = T.g_param_groups(G, cfg)
+    groups = S.g_param_groups(G, cfg)
     assert groups[1]["lr"] == pytest.approx(cfg.lr_g * 0.1)
     assert sum(p.numel() for g in groups for p in g["params"]) == polyinr.count_parameters(G)
     assert any(p is G.synthesis.levels[2].affine.weight for p in groups[1]["params"])
@@ -259,18 +261,18 @@ def test_head_learning_rate_groups():
 
 def test_ema_half_life():
     G, G_ema = (polyinr.build_generator("letters", width=16, levels=2) for _ in range(2))
-    beta = T.update_ema(G_ema, G, cur_nimg=10**9, batch=1000, ema_kimg=1.0, ema_rampup=None)
+    beta = S.update_ema(G_ema, G, cur_nimg=10**9, batch=1000, ema_kimg=1.0, ema_rampup=None)
     assert beta == pytest.approx(0.5)                                # one half-life per 1000 images
     # a quarter half-life: G_ema <- beta * G_ema + (1 - beta) * G with beta = 0.5 ** 0.25; buffers copied
     G.mapping.w_avg.normal_()
     old = [p.detach().clone() for p in G_ema.parameters()]
-    beta = T.update_ema(G_ema, G, cur_nimg=10**9, batch=250, ema_kimg=1.0, ema_rampup=None)
+    beta = S.update_ema(G_ema, G, cur_nimg=10**9, batch=250, ema_kimg=1.0, ema_rampup=None)
     assert beta == pytest.approx(0.5 ** 0.25)
     for o, p, q in zip(old, G.parameters(), G_ema.parameters()):
         torch.testing.assert_close(q, beta * o + (1 - beta) * p.detach())
     assert torch.equal(G_ema.mapping.w_avg, G.mapping.w_avg)
     # ramp-up: early on the half-life is rampup * images seen (here 0.05 * 2000 = 100 images)
-    assert T.update_ema(G_ema, G, cur_nimg=2000, batch=100, ema_kimg=1.0, ema_rampup=0.05) == pytest.approx(0.5)
+    assert S.update_ema(G_ema, G, cur_nimg=2000, batch=100, ema_kimg=1.0, ema_rampup=0.05) == pytest.approx(0.5)
 
 
 # -------------------------------------------------------------------------------------------- runs
@@ -323,7 +325,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_loss = T.d_hinge_loss
+    real_loss = S.d_hinge_loss
 
     def flaky(r, f):
         calls["n"] += 1
@@ -332,8 +334,8 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypat
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(T, "d_hinge_loss", flaky)
-    with pytest.raises(T.NonFiniteLossError, match="non-finite loss"):
+    monkeypatch.setattr(S, "d_hinge_loss", flaky)
+    with pytest.raises(S.NonFiniteLossError, match="non-finite loss"):
         T.train(tiny(kimg=0.032), tmp_path / "run", progress=False)
     ck = load_checkpoint(tmp_path / "run" / "latest.pt")
     assert ck["step"] == 2 and all(torch.isfinite(t).all() for t in ck["G"].values())
@@ -373,7 +375,7 @@ def test_bad_train_config(field, value):
 
 
 def test_cli(tmp_path, capsys):
-    assert T.main(["--run-dir", str(tmp_path / "cli"), "--no-progress", "--set", "g_overrides", "{width: 16, levels: 3}",
+    assert train_cli(["--run-dir", str(tmp_path / "cli"), "--no-progress", "--set", "g_overrides", "{width: 16, levels: 3}",
                    "--resolution", "8", "--batch", "4", "--kimg", "0.008", "--set", "tick_kimg", "0.004",
                    "--set", "d_width", "8", "--set", "d_max_width", "16", "--precision", "fp32"]) == 0
     assert polyinr.load_generator(tmp_path / "cli" / "generator.pt").cfg.width == 16
@@ -443,7 +445,7 @@ def test_load_discriminator_restores_frozen_feature_networks(tmp_path):
     """A projected D is rebuilt without downloading anything: its backbone weights come from the checkpoint."""
     cfg = tiny(discriminator="projected", backbones=("tf_efficientnet_lite0",), d_input_size=32, pretrained=False)
     torch.manual_seed(123)
-    D = T.build_D(cfg, 1, 26)
+    D = build_D(cfg, 1, 26)
     G = polyinr.build_generator("letters", width=16, levels=2, resolution=8)
     path = polyinr.save_checkpoint(tmp_path / "latest.pt", G, D=D.state_dict(), train_config=cfg.to_dict())
     torch.manual_seed(0)                                                  # a different random init inside

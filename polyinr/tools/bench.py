@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ..core.config import get_preset, get_train_preset
+from ..core.config import get_preset, get_train_preset, parse_policy
 from ..core.model import Generator, build_generator
 from ..core.render import default_chunk, pixel_blocks, render
 from ..studies import inr
@@ -128,7 +128,7 @@ def _train_iteration(preset: str, dtype: str, batch: int | None, resolution: int
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     opt_G = torch.optim.Adam(g_param_groups(G, cfg), lr=cfg.lr_g, betas=cfg.betas)
     opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr_d, betas=cfg.betas)
-    ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(seed),
+    ctx = StepContext(policy=parse_policy(cfg.diffaugment), aug_gen=torch.Generator().manual_seed(seed),
                       autocast=autocast(cfg, dev), blur_sigma=cfg.blur_init_sigma, micro=cfg.batch_gpu,
                       dist=dist if dist.world > 1 else None, scalers=grad_scalers(cfg, dev))
     B, R = cfg.batch, cfg.resolution

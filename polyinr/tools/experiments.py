@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
@@ -86,7 +88,7 @@ def _parse_value(text: str):
 
 def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False, runs_root=None,
                    publish: bool = False, progress: bool = True) -> Path:
-    import papermill as pm
+    import papermill as pm   # lazy: a second of imports that notebooks calling start_run do not need
     cfg = load_config(name)
     params = dict(cfg["parameters"])
     params.update(overrides or {})
@@ -100,8 +102,23 @@ def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False
         params["run_dir"] = str(run_dir)
     notebook = resolve(cfg["notebook"])
     start_run(run_dir, {**params, "notebook": str(notebook.relative_to(root)), "experiment": name})
-    pm.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params, cwd=str(root),
-                        kernel_name="python3", progress_bar=progress, log_output=False)
+    if progress:
+        print(f"{name}: executing {notebook.relative_to(root)} into {run_dir}", flush=True)
+    # With progress, the kernel's printed output streams here as it runs, and long loops print plain
+    # progress lines (POLYINR_PROGRESS=lines, inherited by the kernel) instead of notebook widgets.
+    env = {"POLYINR_PROGRESS": "lines"} if progress else {}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(str(notebook), str(run_dir / notebook.name), parameters=params, cwd=str(root),
+                            kernel_name="python3", progress_bar=False, log_output=False,
+                            stdout_file=sys.stdout if progress else None, stderr_file=sys.stderr if progress else None)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     if publish:
         publish_run(run_dir, notebook.stem)
     return run_dir
@@ -161,5 +178,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     overrides = {k: _parse_value(v) for k, v in args.param}
     run_dir = run_experiment(args.name, overrides, smoke=args.smoke, runs_root=args.runs_root, publish=args.publish)
-    print(run_dir)
+    print(f"run folder: {run_dir}")
+    for key, value in headline_metrics(run_dir).items():
+        print(f"  {key}: {value}")
     return 0
+
+
+def headline_metrics(run_dir, limit: int = 12) -> dict:
+    """The top-level numbers of a run's metrics.json (at most `limit`), for the end of a run."""
+    path = resolve(run_dir) / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text())
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in list(numbers.items())[:limit]}

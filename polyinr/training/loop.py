@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..core.checkpoint import load_checkpoint, restore_state, save_checkpoint, state_of
-from ..core.config import ModelConfig, TrainConfig, get_preset
+from ..core.config import ModelConfig, TrainConfig, get_preset, parse_policy
 from ..core.files import provenance, write_json
 from ..core.images import save_grid, to_float
 from ..core.model import Generator
@@ -220,7 +220,7 @@ def prepare_run(run: Run, resume=None, ck: dict | None = None) -> None:
         restore_state(ck, {"scalers": run.scalers})
     if cfg.compile:
         run.G.synthesis.evaluate = torch.compile(run.G.synthesis.evaluate)
-    run.ctx = StepContext(policy=aug.parse_policy(cfg.diffaugment), aug_gen=run.aug_gen,
+    run.ctx = StepContext(policy=parse_policy(cfg.diffaugment), aug_gen=run.aug_gen,
                           autocast=autocast(cfg, run.device), classifier=build_classifier(cfg, run.device),
                           cls_weight=cfg.cls_weight, micro=run.micro, dist=dist if dist.world > 1 else None,
                           scalers=run.scalers)

@@ -45,7 +45,7 @@ def class_consistency(G, classifier: nn.Module, n_per_class: int = 100, seed: in
 
 def real_letters(resolution: int, n: int | None = None, split: str = "train", seed: int = 0):
     """Real letters, uint8 [n, 1, R, R] and labels [n]. n=None: the split itself,
-    `polyinr.data.letters(resolution, split, seed=seed)`. Otherwise n distinct glyphs of the virtual
+    `polyinr.training.data.letters(resolution, split, seed=seed)`. Otherwise n distinct glyphs of the virtual
     split with V = ceil(n / (faces * 26)) jittered variants drawn under `seed`: the first n of a fixed
     permutation, rendered directly, so the same n glyphs at every resolution."""
     if n is None:

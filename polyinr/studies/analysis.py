@@ -2,10 +2,10 @@
 Figs. 1, 5-8): per-level heat-maps, extrapolation beyond the frame, rendering at resolutions never
 trained, interpolation in W and Z, style mixing, and the measurements that put a number on each.
 
-Conventions: generator images live in [-1, 1], [B, C, H, W]; `psnr` and `ssim` take [0, 1] images
-(`to_unit` maps one to the other). ws are [B, L, w_dim] (L levels). Functions are pure where
-possible: tensors in, tensors or dicts of tensors out; rendering runs under inference mode except in
-`fit_ws`, which needs gradients. Shape letters: B batch, T steps, K conditions, L levels, n
+Conventions: generator images live in [-1, 1], [B, C, H, W] (PSNR / SSIM live in
+`polyinr.evaluation.quality`, fitting codes to images in `polyinr.studies.inversion`). ws are
+[B, L, w_dim] (L levels). Functions are pure where possible: tensors in, tensors or dicts of tensors
+out; rendering runs under inference mode. Shape letters: B batch, T steps, K conditions, L levels, n
 channels, P pixels, C image channels, H, W image size.
 
 Level groups follow the paper's reading of a 10-level model: coarse 0-3, middle 4-6, fine 7-9

@@ -15,7 +15,7 @@ maps coordinates [P, 2] to values [P, C]:
 - `siren`: sine layers sin(omega_0 (W x + b)) with omega_0 = 30 and the SIREN initialisation
   (Sitzmann et al., NeurIPS 2020): first layer W ~ U(-1/in, 1/in), later layers
   W ~ U(-sqrt(6/in)/omega_0, sqrt(6/in)/omega_0), linear output layer;
-- `poly_inr`: the Poly-INR synthesis network (`polyinr.model.Synthesis`) with one learned
+- `poly_inr`: the Poly-INR synthesis network (`polyinr.core.model.Synthesis`) with one learned
   ws [1, L, w_dim] for the one signal, in the released form or the paper's pure form
   (`pure=True`: `polyinr.PURE`, no warp / coord_act / style_fc / clamp).
 
@@ -201,7 +201,7 @@ def siren(out_channels: int = 3, width: int = 256, depth: int = 4, omega_0: floa
 
 
 class PolyINR(nn.Module):
-    """`polyinr.model.Synthesis` with one learned latent ws [1, L, w_dim]: coords [P, 2] -> [P, C].
+    """`polyinr.core.model.Synthesis` with one learned latent ws [1, L, w_dim]: coords [P, 2] -> [P, C].
 
     The per-level affine maps A_i (and the warp, in the released form) come from ws through the
     synthesis heads, exactly as in the generator; for one signal they are free parameters in
@@ -580,7 +580,7 @@ def load_image(name: str, size: int = 256, seed: int = 0) -> torch.Tensor:
     - camera: scikit-image's cameraman (512^2, greyscale, CC0);
     - astronaut: scikit-image's astronaut (512^2, RGB, NASA, public domain);
     - grace_hopper: matplotlib's sample image (512 x 600, RGB, public domain);
-    - letter: a large bold serif 'R' from `polyinr.data.render_letter` (greyscale, sharp edges);
+    - letter: a large bold serif 'R' from `polyinr.training.data.render_letter` (greyscale, sharp edges);
     - text: `text_image(512, seed)` (RGB)."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 2:
         raise ValueError(f"size: expected an integer >= 2, got {size!r}")

@@ -224,7 +224,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "ffhq": TrainConfig(preset="ffhq", dataset="data/ffhq32.zip", resolution=32, kimg=10_000, batch=64,
                         discriminator="projected", lr_g=1e-4, lr_d=2e-4, blur_init_sigma=2.0, blur_fade_kimg=300.0,
                         tick_kimg=40.0, snapshot_ticks=10),
-    # Chosen by measurement on 2 CPU cores (see README, "Training", the letters recipe): 16x16 with bf16
+    # Chosen by measurement on 2 CPU cores (experiments/README.md, "How the letters recipe was chosen"): 16x16 with bf16
     # autocast gives ~230 img/s; lr 1e-3 with the heads at 1e-4 (head_lr_mult 0.1) reached class consistency
     # 0.91 at 60 kimg where the heads at 1e-3 reached 0.79 and the paper's 2e-4 much less.
     "letters": TrainConfig(preset="letters", dataset="letters", resolution=16, kimg=70.0, batch=32,

@@ -8,10 +8,10 @@ Debian's chromium (`apt-get install -y chromium`, or POLYINR_CHROMIUM=path) and 
 is not needed). Without them it is skipped, except under CI (CI=true) or with POLYINR_REQUIRE_BROWSER=1,
 where a missing chromium or playwright fails the test with the command that installs it.
 
-CI (.ci/run) runs it after the README's test command: it installs chromium with apt-get (when
-/usr/bin/chromium is missing) and the `browser` extra, then runs `pytest -m browser tests/test_browser.py`.
-Measured on 2 cores: about 95 s in all when chromium has to be installed (apt 71 s, pip 15 s, test 25 s),
-about 40 s with chromium already there (the test alone 25 s, of which 15 s in the browser).
+It runs in CI: after the README's test command, .ci/run installs chromium with apt-get (when /usr/bin/chromium
+is missing) and the `browser` extra, then runs `pytest -m browser tests/test_browser.py` with
+POLYINR_REQUIRE_BROWSER=1. Measured cost of that part on 2 cores: about 120 s when chromium has to be installed
+(apt-get update and install 71 s, the browser extra 15 s, the test about 30 s), 48 s with chromium present.
 """
 import io
 import json
@@ -165,6 +165,14 @@ NOTEBOOK_STATE = """() => {
           executed: cells.filter(c => c.model.executionCount !== null).length, cells: cells.length, errors};
 }"""
 
+IMAGE = "img.polyinr-explorer-image, .polyinr-explorer-image img"
+APP_RENDERED = """() => {
+  const app = document.querySelector('.polyinr-explorer');
+  const img = app && app.querySelector('%s');
+  return !!img && img.complete && img.naturalWidth > 0 && !!app.querySelector('.polyinr-status')
+    && app.querySelectorAll('.widget-slider').length >= 5 && app.querySelectorAll('.widget-dropdown').length >= 5;
+}""" % IMAGE
+
 # The <img>'s decoded pixels at its natural size (RGBA, row-major), read back through a canvas.
 IMAGE_PIXELS = """(el) => {
   const c = document.createElement('canvas');
@@ -231,16 +239,15 @@ def test_explorer_in_jupyterlab(lab_server, tmp_path):
             assert state["errors"] == [], state["errors"]
             assert state["executed"] == state["cells"], state
 
-            # the widgets rendered: the app box with its sliders and menus, and the image, a real render
+            # the widgets rendered: the app box with its sliders and menus, its status line, and the image, a real render
+            _wait(page, "the explorer app has rendered (sliders, menus, status line, loaded image)", APP_RENDERED)
             app = page.locator(".polyinr-explorer")
             assert app.count() == 1, f"{app.count()} explorer apps on the page, expected the one displayed"
             app.scroll_into_view_if_needed()
             assert app.is_visible()
             assert app.locator(".widget-slider").count() >= 5 and app.locator(".widget-dropdown").count() >= 5
-            img = app.locator("img.polyinr-explorer-image, .polyinr-explorer-image img").first
-            _wait(page, "the explorer's image has loaded", "(el) => el.complete && el.naturalWidth > 0",
-                  arg=img.element_handle())
-            assert img.is_visible()
+            img = app.locator(IMAGE)
+            assert img.count() == 1 and img.is_visible()
             before = _gray(img.evaluate(IMAGE_PIXELS))
             assert before.shape == (RESOLUTION, RESOLUTION), before.shape
             assert before.std() > 10, f"the image is (nearly) uniform: std {before.std():.2f}"

@@ -12,7 +12,10 @@ ROOT = repo_root()
 
 def test_readme_paths_exist():
     table = [line for line in (ROOT / "experiments/README.md").read_text().splitlines() if line.startswith("|")]
-    paths = set(re.findall(r"`((?:notebooks|experiments)/[^`\s]+)`", "\n".join(table)))
+    text = "\n".join(table)
+    paths = set(re.findall(r"`((?:notebooks|experiments)/[^`\s]+)`", text))
+    paths |= {str((ROOT / "experiments" / p).resolve().relative_to(ROOT))        # markdown links, relative to experiments/
+              for p in re.findall(r"\]\(([^)#\s]+)\)", text) if "://" not in p}
     assert paths, "experiments/README.md names no paths"
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert not missing, missing

@@ -24,15 +24,19 @@ def tiny_cfg():
     return dict(width=16, levels=4, z_dim=8, w_dim=16, embed_dim=8, num_classes=5, img_channels=3)
 
 
-def run_notebook_smoke(name: str, tmp_path):
-    """Execute experiments/configs/NAME.yaml's notebook with smoke=True into tmp_path; returns
-    (run folder, metrics dict). Fails if papermill fails or metrics.json / config.json are missing."""
+@pytest.fixture
+def smoke(tmp_path):
+    """smoke(NAME): execute experiments/configs/NAME.yaml's notebook with smoke=True into tmp_path and
+    return (run folder, metrics dict). Fails if papermill fails or metrics.json / config.json are missing."""
     import json
 
     from polyinr.tools.experiments import run_experiment
-    run = run_experiment(name, smoke=True, runs_root=tmp_path, progress=False)
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = json.loads((run / "config.json").read_text())
-    assert config["parameters"]["smoke"] is True
-    assert any(run.glob("*.ipynb"))
-    return run, metrics
+
+    def run_smoke(name: str):
+        run = run_experiment(name, smoke=True, runs_root=tmp_path, progress=False)
+        metrics = json.loads((run / "metrics.json").read_text())
+        config = json.loads((run / "config.json").read_text())
+        assert config["parameters"]["smoke"] is True
+        assert any(run.glob("*.ipynb"))
+        return run, metrics
+    return run_smoke

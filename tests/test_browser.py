@@ -13,7 +13,6 @@ is missing) and the `browser` extra, then runs `pytest -m browser tests/test_bro
 POLYINR_REQUIRE_BROWSER=1. Measured cost of that part on 2 cores: about 120 s when chromium has to be installed
 (apt-get update and install 71 s, the browser extra 15 s, the test about 30 s), 48 s with chromium present.
 """
-import io
 import json
 import os
 import re

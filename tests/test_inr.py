@@ -390,63 +390,10 @@ def test_generalization_models_follow_the_protocol():
         inr.generalization_model("ff", "photos")
 
 
-def test_notebook_00_smoke(tmp_path):
-    from conftest import run_notebook_smoke
-    run, m = run_notebook_smoke("00_taylor_series", tmp_path)
-    names = set(inr.MODEL_NAMES)
-    assert set(m["psnr_camera32"]) == names and set(m["params"]) == names
-    assert all(abs(n - 20_000) <= 1_000 for n in m["params"].values())
-    assert all(math.isfinite(v) for v in m["psnr_camera32"].values())
-    # the ReLU MLP is piecewise linear: exactly zero curvature; Poly-INR has curvature everywhere
-    assert m["hessian_zero_fraction"]["relu"] == 1.0 and m["hessian_rms"]["relu"] == 0.0
-    assert m["hessian_zero_fraction"]["polyinr"] == 0.0 and m["hessian_zero_fraction"]["polyinr_pure"] == 0.0
-    assert m["chirp_second_derivative_zero_fraction"]["relu"] == 1.0
-    assert m["chirp_second_derivative_rms"]["polyinr_pure"] > 0
-    deg = m["degree"]
-    assert {int(k): v for k, v in deg["fitted_degree_per_level"].items() if k != "output"} == {1: 1, 2: 2, 3: 3, 4: 4}
-    assert deg["fitted_degree_per_level"]["output"] == 4 and deg["finite_difference_degree"] == 4
-    assert deg["released_fitted_degree_per_level"]["output"] > 4
-    err = [m["taylor_max_error"][k] for k in sorted(m["taylor_max_error"], key=int)]
-    assert err[-1] < 1e-6 < err[0]
-    g = m["generalization"]
-    assert g["published"]["natural"]["ff"] == 25.57 and g["published"]["text"]["relu"] == 18.40
-    assert set(g["natural"]) == set(g["text"]) == names | {"basic"} and "differ" in g["note"]
-    assert all(math.isfinite(r["heldout"]) and math.isfinite(r["full"]) for r in g["text"].values())
-    assert set(m["target"]) == {"polyinr", "polyinr_pure"}
-    for name, c in m["target"].items():        # the check is computed from the table it reports
-        fin = m["psnr_camera32"]
-        assert c["minus_relu_db"] == pytest.approx(fin[name] - fin["relu"])
-        assert c["minus_best_encoding_db"] == pytest.approx(fin[name] - max(fin["pe"], fin["ff"], fin["siren"]))
-    # the smaller fits of every image, and the reduced generalisation settings, are recorded
-    assert all(set(m[f"psnr_{img}24"]) == names for img in ("camera", "astronaut", "grace_hopper", "letter"))
-    assert (g["size"], g["steps"], g["train_grid"]) == (32, 4, 16) and g["published_protocol"]["size"] == 512
-    # the full-protocol estimate scales the measured step times to 512² pixels and 2000 steps
-    assert g["estimated_full_protocol_hours"] == pytest.approx(
-        sum(g["seconds_per_step"].values()) * (512 / 32) ** 2 * 2000 / 3600)
-    assert "-p gen_size 512 -p gen_steps 2000" in g["full_protocol_command"]
-    for kind in ("natural", "text"):            # the read-out is computed from the table it reads
-        for n, r in g[kind].items():
-            assert g["train_minus_heldout"][kind][n] == pytest.approx(r["train"] - r["heldout"])
-        assert set(g["heldout_minus_published"][kind]) == set(g["published"][kind]) & set(g[kind])
-        assert g["heldout_minus_published"][kind]["relu"] == pytest.approx(
-            g[kind]["relu"]["heldout"] - g["published"][kind]["relu"])
-    assert not g["full_protocol"] and set(g["threads"]) == {f"{k}/{n}" for k in ("natural", "text") for n in names | {"basic"}}
-    assert len(list((run / "generalization_fits").glob("*.json"))) == 14   # the per-fit cache, no states left
-    assert not list((run / "generalization_fits").glob("*.pt"))
-    assert len(m["polyinr_ablation"]["variants"]) == 6
-    assert all(math.isfinite(v["psnr"]) for v in m["polyinr_ablation"]["variants"].values())
-    pb = m["polynomial_bound"]             # the best-polynomial bound rises with the degree
-    vals = [pb["psnr_by_degree"][k] for k in sorted(pb["psnr_by_degree"], key=int)]
-    assert vals == sorted(vals) and pb["image"] == "camera32" and set(pb["degree_to_match"]) == names
-    for f in ("taylor", "chirp", "degree_growth", "psnr_curves", "reconstructions", "letter_row", "generalization",
-              "polynomial_bound"):
-        assert (run / f"{f}.png").stat().st_size > 1000, f
-
-
 def test_width_search_is_exact_and_leaves_the_rng_alone():
     # brute force over every width: the search returns the closest count
     for name, kw in [("relu", {"depth": 3}), ("polyinr_pure", {"levels": 3})]:
-        counts = {w: inr._count(name, 2, w, kw) for w in range(1, 120)}
+        counts = {w: inr.count_at_width(name, w, 2, **kw) for w in range(1, 120)}
         best = min(counts, key=lambda w: abs(counts[w] - 7_000))
         assert abs(counts[inr.width_for_budget(name, 7_000, 2, **kw)] - 7_000) == abs(counts[best] - 7_000)
     torch.manual_seed(5)

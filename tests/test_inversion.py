@@ -174,22 +174,6 @@ def test_pick_targets_is_class_balanced_and_reproducible():
         pick_targets(labels, 21)
 
 
-def test_09_inversion_notebook(tmp_path):
-    from conftest import run_notebook_smoke
-    run, m = run_notebook_smoke("09_inversion", tmp_path)
-    assert m["loss"] == "multiscale" and "fell back" in m["loss_note"]   # offline: no timm weights
-    n = m["n_heldout"] + m["n_train"]
-    assert len(m["per_target"]["psnr_wplus"]) == n and m["per_target"]["heldout"][:m["n_heldout"]] == [True] * m["n_heldout"]
-    heldout = torch.tensor(m["per_target"]["psnr_wplus"][:m["n_heldout"]])
-    assert m["psnr_mean"] == pytest.approx(heldout.mean().item(), rel=1e-5)
-    assert m["psnr_mean"] > m["psnr_init"] and m["psnr_mean_w"] > m["psnr_init"]   # optimisation helped
-    assert 0 < m["ssim_mean"] <= 1 and 0 < m["ssim_mean_w"] <= 1
-    assert m["pti"]["steps"] == 5 and m["upsampled"]["2"]["bicubic"]["psnr"] > 0
-    for name in ("reconstructions_heldout", "loss_curves", "upsampled", "inverted_interpolation", "inverted_mixing",
-                 "pivotal_tuning"):
-        assert (run / f"{name}.png").stat().st_size > 1000, name
-
-
 def test_initial_w_uses_the_tracked_class_mean_and_falls_back_to_samples():
     from polyinr.studies.inversion import initial_w, w_statistics
     G = polyinr.build_generator("letters", width=16, levels=2)

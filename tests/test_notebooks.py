@@ -1,10 +1,18 @@
-"""Every notebook runs end to end under papermill with smoke=True and writes metrics.json."""
+"""Every notebook runs end to end under papermill with smoke=True and writes metrics.json; the tests
+below check what each one measured (the `smoke` fixture runs one, see conftest.py)."""
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
-from polyinr.tools.experiments import repo_root
+import polyinr
+from polyinr.evaluation import protocols as E
+from polyinr.studies import analysis as an
+from polyinr.studies import inr
+from polyinr.tools.experiments import repo_root, resolve
 
 ROOT = repo_root()
 CONFIGS = sorted(p.stem for p in (ROOT / "experiments/configs").glob("*.yaml"))
@@ -18,13 +26,8 @@ def test_every_notebook_has_a_config():
     assert set(notebooks) <= configured, set(notebooks) - configured
 
 
-def _check(name, tmp_path):
-    from conftest import run_notebook_smoke
-    return run_notebook_smoke(name, tmp_path)
-
-
-def test_01_model(tmp_path):
-    run, m = _check("01_model", tmp_path)
+def test_01_model(smoke):
+    run, m = smoke("01_model")
     assert m["params"]["imagenet"] == 45_869_695 and m["params"]["ffhq"] == 13_198_399
     assert m["stylegan_special_case_max_abs_diff"] < 1e-4
     assert {int(k): v for k, v in m["degree_by_levels"].items()} == {L: L for L in range(1, 5)}
@@ -54,14 +57,13 @@ def test_config_parameters_exist_in_notebook(name):
     assert set(cfg["parameters"]) <= declared, set(cfg["parameters"]) - declared
 
 
-def test_02_train(tmp_path):
-    run, m = _check("02_train", tmp_path)
+def test_02_train(smoke):
+    run, m = smoke("02_train")
     assert m["kimg"] == pytest.approx(0.064)    # the smoke run's length: 8 steps of batch 8
     assert 0.0 <= m["class_consistency"] <= 1.0 and m["class_consistency_samples"] == 2 * 26
     hits = m["class_consistency"] * 52                  # a share of 52 samples: a whole number of them
     assert abs(hits - round(hits)) < 1e-9
     assert 0.5 < m["classifier_heldout_accuracy"] <= 1.0
-    import polyinr
     G = polyinr.load_generator(run / "generator.pt")
     assert G.cfg.levels == 4 and m["params"] == polyinr.count_parameters(G)
     assert (run / "losses.png").is_file() and (run / "reals.png").is_file()
@@ -76,3 +78,158 @@ def test_parameters_cells_parse_cleanly():
         declared = [ln for ln in "".join(code[1]["source"]).splitlines() if ln.strip() and not ln.startswith("#")]
         assert len(params) == len(declared), (nb.name, sorted(params))
         assert all(p["help"] and p["inferred_type_name"] != "None" for p in params.values()), nb.name
+
+
+def test_00_taylor_series(smoke):
+    run, m = smoke("00_taylor_series")
+    names = set(inr.MODEL_NAMES)
+    assert set(m["psnr_camera32"]) == names and set(m["params"]) == names
+    assert all(abs(n - 20_000) <= 1_000 for n in m["params"].values())
+    assert all(math.isfinite(v) for v in m["psnr_camera32"].values())
+    # the ReLU MLP is piecewise linear: exactly zero curvature; Poly-INR has curvature everywhere
+    assert m["hessian_zero_fraction"]["relu"] == 1.0 and m["hessian_rms"]["relu"] == 0.0
+    assert m["hessian_zero_fraction"]["polyinr"] == 0.0 and m["hessian_zero_fraction"]["polyinr_pure"] == 0.0
+    assert m["chirp_second_derivative_zero_fraction"]["relu"] == 1.0
+    assert m["chirp_second_derivative_rms"]["polyinr_pure"] > 0
+    deg = m["degree"]
+    assert {int(k): v for k, v in deg["fitted_degree_per_level"].items() if k != "output"} == {1: 1, 2: 2, 3: 3, 4: 4}
+    assert deg["fitted_degree_per_level"]["output"] == 4 and deg["finite_difference_degree"] == 4
+    assert deg["released_fitted_degree_per_level"]["output"] > 4
+    err = [m["taylor_max_error"][k] for k in sorted(m["taylor_max_error"], key=int)]
+    assert err[-1] < 1e-6 < err[0]
+    g = m["generalization"]
+    assert g["published"]["natural"]["ff"] == 25.57 and g["published"]["text"]["relu"] == 18.40
+    assert set(g["natural"]) == set(g["text"]) == names | {"basic"} and "differ" in g["note"]
+    assert all(math.isfinite(r["heldout"]) and math.isfinite(r["full"]) for r in g["text"].values())
+    assert set(m["target"]) == {"polyinr", "polyinr_pure"}
+    for name, c in m["target"].items():        # the check is computed from the table it reports
+        fin = m["psnr_camera32"]
+        assert c["minus_relu_db"] == pytest.approx(fin[name] - fin["relu"])
+        assert c["minus_best_encoding_db"] == pytest.approx(fin[name] - max(fin["pe"], fin["ff"], fin["siren"]))
+    # the smaller fits of every image, and the reduced generalisation settings, are recorded
+    assert all(set(m[f"psnr_{img}24"]) == names for img in ("camera", "astronaut", "grace_hopper", "letter"))
+    assert (g["size"], g["steps"], g["train_grid"]) == (32, 4, 16) and g["published_protocol"]["size"] == 512
+    # the full-protocol estimate scales the measured step times to 512² pixels and 2000 steps
+    assert g["estimated_full_protocol_hours"] == pytest.approx(
+        sum(g["seconds_per_step"].values()) * (512 / 32) ** 2 * 2000 / 3600)
+    assert "-p gen_size 512 -p gen_steps 2000" in g["full_protocol_command"]
+    for kind in ("natural", "text"):            # the read-out is computed from the table it reads
+        for n, r in g[kind].items():
+            assert g["train_minus_heldout"][kind][n] == pytest.approx(r["train"] - r["heldout"])
+        assert set(g["heldout_minus_published"][kind]) == set(g["published"][kind]) & set(g[kind])
+        assert g["heldout_minus_published"][kind]["relu"] == pytest.approx(
+            g[kind]["relu"]["heldout"] - g["published"][kind]["relu"])
+    assert not g["full_protocol"] and set(g["threads"]) == {f"{k}/{n}" for k in ("natural", "text") for n in names | {"basic"}}
+    assert len(list((run / "generalization_fits").glob("*.json"))) == 14   # the per-fit cache, no states left
+    assert not list((run / "generalization_fits").glob("*.pt"))
+    assert len(m["polyinr_ablation"]["variants"]) == 6
+    assert all(math.isfinite(v["psnr"]) for v in m["polyinr_ablation"]["variants"].values())
+    pb = m["polynomial_bound"]             # the best-polynomial bound rises with the degree
+    vals = [pb["psnr_by_degree"][k] for k in sorted(pb["psnr_by_degree"], key=int)]
+    assert vals == sorted(vals) and pb["image"] == "camera32" and set(pb["degree_to_match"]) == names
+    for f in ("taylor", "chirp", "degree_growth", "psnr_curves", "reconstructions", "letter_row", "generalization",
+              "polynomial_bound"):
+        assert (run / f"{f}.png").stat().st_size > 1000, f
+
+
+def test_03_fid_notebook(smoke):
+    run, m = smoke("03_fid")
+    required = ["fd_letters", "fd_letters_real_floor", "precision_letters", "recall_letters"] + \
+        [f"fd_letters_{w}_x{k}" for k in (2, 4, 8) for w in ("grid", "bicubic", "real_floor")]
+    for key in required:
+        assert math.isfinite(m[key]) and m[key] >= -1e-9 if key.startswith("fd") else 0 <= m[key] <= 1, key
+    p = m["protocol"]["letters"]
+    assert (p["num"], p["num_hires"], p["floor"]["num"], p["floor"]["num_hires"]) == (16, 8, 16, 8)
+    assert p["checkpoint_sha256"] == hashlib.sha256(resolve(E.DEFAULT_CHECKPOINT).read_bytes()).hexdigest()
+    assert m["protocol"]["inception"]["extractor"] == "polyinr-tiny"
+    assert all(math.isfinite(m[k]) for k in ("fid", "kid", "is", "precision", "recall", "sfid"))
+    for k in (2, 4, 8):                                   # the verdict the notebook prints is bicubic - grid
+        assert m[f"fd_letters_grid_gain_x{k}"] == pytest.approx(m[f"fd_letters_bicubic_x{k}"] - m[f"fd_letters_grid_x{k}"])
+    assert p["classifiers"] == {}                          # smoke: random CNNs, no trained classifier to record
+    assert (run / "hires_fd.png").stat().st_size > 1000 and (run / "hires_samples.png").stat().st_size > 1000
+
+
+def test_04_heatmaps_notebook(smoke):
+    run, m = smoke("04_heatmaps")
+    assert m["groups"] == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6], "fine": [7, 8, 9]}
+    per = m["sensitivity_per_level"]["same_class"]
+    assert len(per["pixel_change"]) == 10 and all(v > 0 for v in per["pixel_change"])
+    assert all(0 <= v <= 1 + 1e-6 for v in per["coarse_share"])
+    assert math.isclose(sum(m["pixel_change_share_per_group"].values()), 1.0, rel_tol=1e-5)
+    assert all(-1 <= v <= 1 for v in m["ink_correlation"]["features_l2"])
+    assert m["sensitivity_all_levels"]["other_class"]["label_alt"] == 1.0   # every level from B is B's render
+    one, per_level = m["resample_one_level_per_group"], m["sensitivity_per_level"]["same_class"]["pixel_change"]
+    assert math.isclose(one["middle"]["pixel_change"], sum(per_level[4:7]) / 3, rel_tol=1e-6)
+    assert m["reading"] == an.read_level_groups(m["sensitivity_per_group"]["other_class"])
+    assert set(m["reading"]) == {"coarse", "middle", "fine"}
+    for name in ("heatmaps_features_mean", "heatmaps_features_l2", "heatmaps_affine_l2", "level_sensitivity"):
+        assert (run / f"{name}.png").stat().st_size > 1000
+
+
+def test_05_extrapolation_notebook(smoke):
+    run, m = smoke("05_extrapolation")
+    assert m["in_frame_max_abs_diff"] <= 2.5e-7 and m["in_frame_max_abs_diff_dense"] <= 2.5e-7
+    assert m["margin_pixels"] == 4 and math.isclose(m["extent"][0], -4 / 15)
+    assert m["margin_pixels_dense"] == an.margin_pixels(m["dense_size"], 0.25)
+    assert m["boundary_step_ratio"] > 0 and 0 <= m["ink_ring"] <= 1
+    assert list(m["zoom_out"]) == ["0", "4", "8"]
+    assert (run / "extrapolation.png").is_file() and (run / "zoom_out.png").is_file()
+
+
+def test_06_high_resolution_notebook(smoke):
+    run, m = smoke("06_high_resolution")
+    assert m["factors"] == [1, 2]
+    for name in ("bicubic", "grid_w", "grid_wplus", "grid_wplus_endpoint_grid"):
+        assert math.isfinite(m["real"]["x2"][name]["psnr"]) and -1 <= m["real"]["x2"][name]["ssim"] <= 1
+    assert 0 < m["generated"]["x2"]["ssim_bicubic_vs_grid"] <= 1
+    assert set(m["summary"]) == {f"{a}_{b}_x2" for a in ("psnr", "ssim") for b in ("bicubic", "grid_wplus")}
+    assert (run / "real_letters.png").is_file() and (run / "generated.png").is_file()
+
+
+def test_07_interpolation_notebook(smoke):
+    run, m = smoke("07_interpolation")
+    assert m["endpoint_ws_max_abs_diff_w"] == 0.0                        # the end codes are the sources
+    assert m["endpoint_ws_max_abs_diff_z"] < 1e-5 and m["endpoint_max_abs_diff_w"] < 1e-3
+    assert m["ppl_w"] > 0 and m["ppl_z"] > 0
+    assert math.isclose(m["ppl_ratio_z_over_w"], m["ppl_z"] / m["ppl_w"], rel_tol=1e-9)
+    for kind in ("w", "z", "classes"):
+        assert m["smoothness"][kind]["step_mean"] > 0 and m["smoothness"][kind]["max_over_mean"] >= 1
+    assert 0 <= m["class_path"]["share_frames_neither"] <= 1
+    assert (run / "interpolation_w.png").is_file() and (run / "interpolation_classes.png").is_file()
+
+
+def test_08_style_mixing_notebook(smoke):
+    run, m = smoke("08_style_mixing")
+    assert m["conditions"]["mask"] == [0, 8, 9]
+    for d in (m["votes"], m["votes_per_level"]):
+        assert all(math.isclose(v["a"] + v["b"] + v["other"], 1.0, rel_tol=1e-6) for v in d.values())
+    # taking no level from B is A's image, every level is B's image: the vote equals the sources' own
+    assert m["votes_sources"]["a_alone"]["a"] > m["votes_sources"]["a_alone"]["b"]
+    assert m["votes_sources"]["b_alone"]["b"] > m["votes_sources"]["b_alone"]["a"]
+    for name in ("coarse", "middle", "fine", "mask"):
+        assert (run / f"mixing_{name}.png").is_file()
+
+
+def test_09_inversion_notebook(smoke):
+    run, m = smoke("09_inversion")
+    assert m["loss"] == "multiscale" and "fell back" in m["loss_note"]   # offline: no timm weights
+    n = m["n_heldout"] + m["n_train"]
+    assert len(m["per_target"]["psnr_wplus"]) == n and m["per_target"]["heldout"][:m["n_heldout"]] == [True] * m["n_heldout"]
+    heldout = torch.tensor(m["per_target"]["psnr_wplus"][:m["n_heldout"]])
+    assert m["psnr_mean"] == pytest.approx(heldout.mean().item(), rel=1e-5)
+    assert m["psnr_mean"] > m["psnr_init"] and m["psnr_mean_w"] > m["psnr_init"]   # optimisation helped
+    assert 0 < m["ssim_mean"] <= 1 and 0 < m["ssim_mean_w"] <= 1
+    assert m["pti"]["steps"] == 5 and m["upsampled"]["2"]["bicubic"]["psnr"] > 0
+    for name in ("reconstructions_heldout", "loss_curves", "upsampled", "inverted_interpolation", "inverted_mixing",
+                 "pivotal_tuning"):
+        assert (run / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_10_explorer_notebook(smoke):
+    run, m = smoke("10_explorer")
+    assert m["repeats"] == 3
+    assert all(m["views_differ_from_start"].values()) and len(m["views_differ_from_start"]) == 9
+    assert m["invalid_value_kept_state"] and "seed:" in m["invalid_value_message"]
+    assert m["mapping_cache_hits"] > 0
+    assert 0 <= m["bf16_vs_f32_mean_abs_diff_u8"] < 10
+    assert (run / "explorer_views.png").stat().st_size > 1000

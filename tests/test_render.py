@@ -80,3 +80,19 @@ def test_bfloat16_render_is_close_to_float32():
     assert 0 < rel < 0.05, rel   # > 0: the bf16 path really ran in bf16
     with pytest.raises(ValueError, match="dtype"):
         polyinr.render(G, ws, 4, 4, dtype=torch.int32)
+
+
+def test_synthesize_equals_render_and_carries_gradients(tiny_cfg):
+    G = polyinr.build_generator("letters", **tiny_cfg)
+    ws = G.mapping(torch.randn(2, tiny_cfg["z_dim"]), torch.tensor([0, 4])).detach().requires_grad_(True)
+    extent = ((-0.2, 1.1), (0.0, 1.3))
+    img = polyinr.synthesize(G, ws, 7, 5, extent=extent)                 # [B, C, H, W], with autograd
+    assert img.shape == (2, 3, 7, 5) and img.requires_grad
+    assert torch.allclose(img.detach(), polyinr.render(G, ws.detach(), 7, 5, extent=extent, chunk_pixels=4), atol=1e-5)
+    img.square().mean().backward()
+    assert ws.grad is not None and ws.grad.abs().sum() > 0
+    z = torch.randn(2, tiny_cfg["z_dim"])
+    c = torch.tensor([1, 2])
+    assert torch.equal(G(z, c, height=6, width=4), polyinr.synthesize(G, G.mapping(z, c), 6, 4))   # G(z, c) is the same
+    with pytest.raises(ValueError, match="height"):
+        polyinr.synthesize(G, ws, 0, 5)

@@ -27,6 +27,15 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     return parts
 
 
+def _from_dict(cls, d: dict):
+    """cls(**d) for a config dataclass; unknown fields are a ValueError naming them."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+    return cls(**d)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     # Mapping network (z -> w).
@@ -82,11 +91,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown ModelConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return _from_dict(cls, d)
 
 
 # The paper's equation (section 3): no warp, no activation on A_i X, heads straight from w_i,
@@ -208,11 +213,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return _from_dict(cls, d)
 
 
 # Training recipes. imagenet / ffhq: the released StyleGAN-XL recipe (first stage at 32x32; later

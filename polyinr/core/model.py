@@ -103,11 +103,13 @@ class MappingNetwork(nn.Module):
                              f"{list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         c = check_classes(c, cfg.num_classes, z.shape[0], z.device)
         if z.is_meta:   # shape-only runs (memory estimates)
-            return self._forward(z.float(), c, psi, update_w_avg)
+            return self.unchecked(z.float(), c, psi, update_w_avg)
         with torch.autocast(z.device.type, enabled=False):   # tiny and precision-sensitive: always fp32
-            return self._forward(z.float(), c, psi, update_w_avg)
+            return self.unchecked(z.float(), c, psi, update_w_avg)
 
-    def _forward(self, z, c, psi, update_w_avg):
+    def unchecked(self, z: torch.Tensor, c: torch.Tensor | None, psi: float = 1.0, update_w_avg: bool = False):
+        """The mapping in the dtype of z, without the input checks and the fp32 guard of `forward`
+        (c: validated class ids or None). For shape-only runs and float64 measurements."""
         cfg = self.cfg
         x = _normalize_2nd_moment(z)
         if c is not None:
@@ -233,7 +235,7 @@ class Synthesis(nn.Module):
     def evaluate(self, A: torch.Tensor, coords: torch.Tensor, return_levels: bool = False):
         """Evaluate the network at coords [P, 2] or [B, P, 2] for precomputed A = styles(ws)."""
         cfg = self.cfg
-        B, n = A.shape[0], cfg.width
+        B = A.shape[0]
         P = coords.shape[-2]
         X = torch.cat([coords.to(A.dtype), coords.new_ones(coords.shape[:-1] + (1,), dtype=A.dtype)], -1)
         X = X.expand(B, P, 3).contiguous()                             # X = [x, y, 1]   [B, P, 3]

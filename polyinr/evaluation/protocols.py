@@ -167,19 +167,68 @@ def evaluate_letters(network, num: int = 10000, seed: int = 0, psi: float = 1.0,
     res = [R] + [k * R for k in ks]
     n_hi = min(hires_num, num) if ks else 0
     t = {"setup": time.perf_counter()}
-    clf_info = {}
-    if classifiers is None:
-        classifiers = {}
-        for k, r in zip((1,) + ks, res):
-            classifiers[r], info = letters_classifier(r, epochs=classifier_epochs, stem=stem_for(k), return_info=True)
-            clf_info[r] = {k: info.get(k) for k in ("epochs", "stem", "train_seconds", "heldout_accuracy",
-                                                     "train_accuracy")}
-    clfs = {r: classifiers[r].to(device) for r in res}
+    clfs, clf_info = _letters_classifiers(classifiers, ks, res, classifier_epochs, device)
     refs = {r: reference_features(clfs[r], r, n=reference_n) for r in res}
     class_probs = np.bincount(refs[R]["labels"].numpy(), minlength=G.cfg.num_classes or 1)
     t["setup"] = time.perf_counter() - t["setup"]
 
     t["generate"] = time.perf_counter()
+    feats, examples = _generated_features(G, clfs, num, n_hi, ks, seed, psi, class_probs, batch, device, progress,
+                                          keep, alignment)
+    t["generate"] = time.perf_counter() - t["generate"]
+
+    t["scores"] = time.perf_counter()
+    M = _generated_scores(G, clfs, refs, feats, ks, n_hi)
+    t["scores"] = time.perf_counter() - t["scores"]
+
+    t["floors"] = time.perf_counter()
+    floor_info = {}
+    if floors:
+        M.update(_real_floors(clfs, refs, R, ks, num, n_hi, floor_seed))
+        floor_info = {"dataset": "letters", "split": "train", "seed": floor_seed, "num": num, "num_hires": n_hi,
+                      "description": "fresh real draws (training faces, jitter seed "
+                                     f"{floor_seed}) of the same size as the generated set, scored against "
+                                     "the same reference; class_consistency floor = classifier accuracy on them",
+                      "heldout_fonts": "fd_letters_heldout_fonts: the 780-image test split (3 held-out faces) "
+                                       "vs the reference"}
+    t["floors"] = time.perf_counter() - t["floors"]
+
+    protocol = _protocol(
+        G, net_info, num, seed, psi, num_hires=n_hi, ks=list(ks),
+        reference={"dataset": "letters", "split": "train", "seed": 0, "n": len(refs[R]["features"]),
+                   "description": "the training split (20 faces x 26 letters x 10 jittered variants) rendered "
+                                  "from the fonts at each resolution"},
+        floor=floor_info,
+        extractor="letters-cnn: LettersCNN.features (64-d), one classifier per resolution trained on true glyphs "
+                  "at that resolution; at kR with log2(k) learned stride-2 stem blocks before the same body",
+        extractor_sha256={str(r): refs[r]["extractor_sha256"] for r in res},
+        classifiers={str(r): v for r, v in clf_info.items()},
+        resize_filter=f"none at 1x; higher resolution: denser grid vs bicubic ({BICUBIC}), "
+                      f"align_corners={alignment == 'corners'}",
+        render={"dtype": "float32", "alignment": alignment,
+                "extents": {str(k): _dense_extent(R, k, alignment) for k in ks}},
+        kid={"subsets": 100, "subset_size": "min(1000, sizes)", "kernel": "(x.y / d + 1)^3", "estimator": "unbiased"},
+        precision_recall={"k": 3})
+    return {"metrics": M, "protocol": protocol, "examples": examples, "seconds": t}
+
+
+def _letters_classifiers(classifiers, ks, res, epochs: int, device):
+    """{resolution: classifier} on `device` (the cached letters classifiers unless given) and their info."""
+    info = {}
+    if classifiers is None:
+        classifiers = {}
+        for k, r in zip((1,) + ks, res):
+            classifiers[r], full = letters_classifier(r, epochs=epochs, stem=stem_for(k), return_info=True)
+            info[r] = {key: full.get(key) for key in ("epochs", "stem", "train_seconds", "heldout_accuracy",
+                                                       "train_accuracy")}
+    return {r: classifiers[r].to(device) for r in res}, info
+
+
+def _generated_features(G, clfs, num, n_hi, ks, seed, psi, class_probs, batch, device, progress, keep, alignment):
+    """Letters features of the num samples at R and of the first n_hi on the k-times denser grid and
+    bicubic-upsampled: ({"native" [N, 64], "labels" [N], "grid": {k: [n_hi, 64]}, "bicubic": {k: ...}},
+    the first `keep` images of each kind for figures)."""
+    R = G.cfg.resolution
     f1, labels, grid, bic = [], [], {k: [] for k in ks}, {k: [] for k in ks}
     ex = {"native": [], "grid": {k: [] for k in ks}, "bicubic": {k: [] for k in ks}, "labels": []}
     for s, c, ws in sample_batches(G, num, seed, psi, class_probs, batch, device, progress, "letters samples"):
@@ -198,69 +247,50 @@ def evaluate_letters(network, num: int = 10000, seed: int = 0, psi: float = 1.0,
             if e:
                 ex["grid"][k].append(g[:e].cpu())
                 ex["bicubic"][k].append(b[:e].clamp(-1, 1).cpu())
-    f1, labels = torch.cat(f1), torch.cat(labels)
-    t["generate"] = time.perf_counter() - t["generate"]
+    feats = {"native": torch.cat(f1), "labels": torch.cat(labels),
+             "grid": {k: torch.cat(v) for k, v in grid.items()}, "bicubic": {k: torch.cat(v) for k, v in bic.items()}}
+    examples = {"labels": torch.cat(ex["labels"]) if ex["labels"] else None,
+                "native": torch.cat(ex["native"]) if ex["native"] else None,
+                "grid": {k: torch.cat(v) for k, v in ex["grid"].items() if v},
+                "bicubic": {k: torch.cat(v) for k, v in ex["bicubic"].items() if v}}
+    return feats, examples
 
-    t["scores"] = time.perf_counter()
+
+def _generated_scores(G, clfs, refs, feats, ks, n_hi) -> dict:
+    """FD / KID / precision / recall (and class consistency for a conditional G) of the generated
+    features at R and of every column of the higher-resolution table."""
+    R, f1, labels = G.cfg.resolution, feats["native"], feats["labels"]
     M = _named(scores(f1, refs[R]["features"]), "")
     if G.cfg.conditional:
         M["class_consistency_letters"] = (letters_predict(clfs[R], f1) == labels).double().mean().item()
     for k in ks:
-        M.update(_named(scores(torch.cat(grid[k]), refs[k * R]["features"]), f"_grid_x{k}"))
-        M.update(_named(scores(torch.cat(bic[k]), refs[k * R]["features"]), f"_bicubic_x{k}"))
+        for name in ("grid", "bicubic"):
+            M.update(_named(scores(feats[name][k], refs[k * R]["features"]), f"_{name}_x{k}"))
         if G.cfg.conditional:
-            for name, fs in (("grid", grid[k]), ("bicubic", bic[k])):
+            for name in ("grid", "bicubic"):
                 M[f"class_consistency_letters_{name}_x{k}"] = \
-                    (letters_predict(clfs[k * R], torch.cat(fs)) == labels[:n_hi]).double().mean().item()
+                    (letters_predict(clfs[k * R], feats[name][k]) == labels[:n_hi]).double().mean().item()
     if ks:                                                       # the k = 1 column of the table
         M.update(_named(scores(f1[:n_hi], refs[R]["features"]), "_grid_x1"))
         if G.cfg.conditional:
             M["class_consistency_letters_grid_x1"] = \
                 (letters_predict(clfs[R], f1[:n_hi]) == labels[:n_hi]).double().mean().item()
-    t["scores"] = time.perf_counter() - t["scores"]
+    return M
 
-    t["floors"] = time.perf_counter()
-    floor_info = {}
-    if floors:
-        for r, n, tags in [(R, num, [""])] + [(k * R, n_hi, [f"_x{k}"]) for k in ks] + \
-                          ([(R, n_hi, ["_x1"])] if ks else []):
-            imgs, lab = real_letters(r, n, "train", floor_seed)
-            fr = letters_features(clfs[r], imgs)
-            s = scores(fr, refs[r]["features"])
-            s["class_consistency"] = (letters_predict(clfs[r], fr) == lab).double().mean().item()
-            for tag in tags:
-                M.update(_named(s, f"_real_floor{tag}"))
-        held = letters_features(clfs[R], real_letters(R, None, "test", 0)[0])
-        M["fd_letters_heldout_fonts"] = _fid.fd_features(held, refs[R]["features"])
-        floor_info = {"dataset": "letters", "split": "train", "seed": floor_seed, "num": num, "num_hires": n_hi,
-                      "description": "fresh real draws (training faces, jitter seed "
-                                     f"{floor_seed}) of the same size as the generated set, scored against "
-                                     "the same reference; class_consistency floor = classifier accuracy on them",
-                      "heldout_fonts": "fd_letters_heldout_fonts: the 780-image test split (3 held-out faces) "
-                                       "vs the reference"}
-    t["floors"] = time.perf_counter() - t["floors"]
 
-    examples = {"labels": torch.cat(ex["labels"]) if ex["labels"] else None,
-                "native": torch.cat(ex["native"]) if ex["native"] else None,
-                "grid": {k: torch.cat(v) for k, v in ex["grid"].items() if v},
-                "bicubic": {k: torch.cat(v) for k, v in ex["bicubic"].items() if v}}
-    protocol = _protocol(
-        G, net_info, num, seed, psi, num_hires=n_hi, ks=list(ks),
-        reference={"dataset": "letters", "split": "train", "seed": 0, "n": len(refs[R]["features"]),
-                   "description": "the training split (20 faces x 26 letters x 10 jittered variants) rendered "
-                                  "from the fonts at each resolution"},
-        floor=floor_info,
-        extractor="letters-cnn: LettersCNN.features (64-d), one classifier per resolution trained on true glyphs "
-                  "at that resolution; at kR with log2(k) learned stride-2 stem blocks before the same body",
-        extractor_sha256={str(r): refs[r]["extractor_sha256"] for r in res},
-        classifiers={str(r): v for r, v in clf_info.items()},
-        resize_filter=f"none at 1x; higher resolution: denser grid vs bicubic ({BICUBIC}), "
-                      f"align_corners={alignment == 'corners'}",
-        render={"dtype": "float32", "alignment": alignment,
-                "extents": {str(k): _dense_extent(R, k, alignment) for k in ks}},
-        kid={"subsets": 100, "subset_size": "min(1000, sizes)", "kernel": "(x.y / d + 1)^3", "estimator": "unbiased"},
-        precision_recall={"k": 3})
-    return {"metrics": M, "protocol": protocol, "examples": examples, "seconds": t}
+def _real_floors(clfs, refs, R, ks, num, n_hi, floor_seed) -> dict:
+    """The same scores for fresh real letters of the same sizes (the real-vs-real floors), and the
+    held-out fonts' letters-FD."""
+    M = {}
+    for r, n, tag in [(R, num, "")] + [(k * R, n_hi, f"_x{k}") for k in ks] + ([(R, n_hi, "_x1")] if ks else []):
+        imgs, lab = real_letters(r, n, "train", floor_seed)
+        fr = letters_features(clfs[r], imgs)
+        s = scores(fr, refs[r]["features"])
+        s["class_consistency"] = (letters_predict(clfs[r], fr) == lab).double().mean().item()
+        M.update(_named(s, f"_real_floor{tag}"))
+    held = letters_features(clfs[R], real_letters(R, None, "test", 0)[0])
+    M["fd_letters_heldout_fonts"] = _fid.fd_features(held, refs[R]["features"])
+    return M
 
 
 # ---------------------------------------------------------------------------------- Inception metrics

@@ -496,7 +496,7 @@ def perceptual_path_length(G, extractor, z_a: torch.Tensor, z_b: torch.Tensor, c
     feat = Ed.features if hasattr(Ed, "features") else Ed
     size = size or G.cfg.resolution
     cc = None if c is None else torch.as_tensor(c).reshape(-1).expand(N)
-    mapping = lambda z, c: Gd.mapping._forward(z, c, psi, False)[:, 0]   # noqa: E731  (in dtype; the public call is fp32)
+    mapping = lambda z, c: Gd.mapping.unchecked(z, c, psi)[:, 0]   # noqa: E731  (in dtype; the public call is fp32)
     dists = []
     for i in range(0, N, batch):
         sl = slice(i, i + batch)

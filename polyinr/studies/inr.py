@@ -242,8 +242,8 @@ def make_inr(name: str, out_channels: int = 3, **kw) -> nn.Module:
     return MODELS[name](out_channels=out_channels, **kw)
 
 
-def _count(name: str, out_channels: int, width: int, kw: dict) -> int:
-    """Trainable parameters of model `name` at `width`: built on the CPU when small (milliseconds), on
+def count_at_width(name: str, width: int, out_channels: int = 3, **kw) -> int:
+    """Trainable parameters of model `name` (one of MODEL_NAMES) at `width`: built on the CPU when small (milliseconds), on
     the meta device (no memory) when wide."""
     if width <= 1024:
         with torch.random.fork_rng(devices=[]):                    # leave the caller's RNG stream alone
@@ -264,7 +264,7 @@ def width_for_budget(name: str, budget: int, out_channels: int = 3, max_width: i
 
     def count(width: int) -> int:
         if width not in counts:
-            counts[width] = _count(name, out_channels, width, kw)
+            counts[width] = count_at_width(name, width, out_channels, **kw)
         return counts[width]
 
     n1, n2, n3 = count(width=1), count(width=2), count(width=3)
@@ -405,6 +405,7 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     most `checkpoint_every` steps and ends bit-identical to an uninterrupted one (full batch: nothing
     random inside the loop). A state file whose key differs from `state_key` is an error, never
     silently reused. The file is removed when the fit completes. `progress`: a tqdm label (None = quiet)."""
+    # Past 60 lines with its docstring; the loop body is the fit's whole recipe and reads best in one place.
     if schedule not in ("constant", "cosine"):
         raise ValueError(f"schedule: expected 'constant' or 'cosine', got {schedule!r}")
     if checkpoint_every < 1:
@@ -423,25 +424,11 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
     key = json.dumps({"steps": steps, "lr": lr, "schedule": schedule, "log_every": log_every,
                       "test_every": test_every, "grad_clip": grad_clip, "points": int(coords.shape[0]),
                       "fit": state_key}, sort_keys=True)
-    start, spent = 0, 0.0
+    state = {"model": model, "opt": opt, "sched": sched}
     state_path = Path(state_path) if state_path is not None else None
-    if state_path is not None and state_path.is_file():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        if st.get("key") != key:
-            raise ValueError(f"state_path: {state_path} holds the state of a different fit "
-                             f"({st.get('key')}); expected {key}. Delete it or choose another path")
-        restore_state(st, {"model": model, "opt": opt, "sched": sched})
-        hist.update(st["hist"])
-        start, spent = int(st["step"]), float(st["seconds"])
-        hist["resumed_from"] = start
+    start, spent = _resume_fit(state_path, key, state, hist)
 
-    def save_state(step: int, seconds: float) -> None:
-        atomic_save({"key": key, "step": step, "seconds": seconds, **state_of({"model": model, "opt": opt, "sched": sched}),
-                     "hist": {k: v for k, v in hist.items() if k != "resumed_from"}}, state_path)
-
-    bar = None
-    if progress is not None:
-        bar = progress_bar(total=steps, initial=start, desc=progress, mininterval=120, leave=True)
+    bar = progress_bar(total=steps, initial=start, desc=progress, mininterval=120, leave=True, disable=progress is None)
     t0 = time.perf_counter()
     step = start
     for step in range(start, steps):
@@ -465,26 +452,46 @@ def fit(model: nn.Module, coords: torch.Tensor, target: torch.Tensor, steps: int
         if sched is not None:
             sched.step()
         hist["step_seconds"].append(time.perf_counter() - t_step)
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
         if state_path is not None and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            save_state(step + 1, spent + time.perf_counter() - t0)
-    if bar is not None:
-        bar.close()
+            atomic_save({"key": key, "step": step + 1, "seconds": spent + time.perf_counter() - t0, **state_of(state),
+                         "hist": {k: v for k, v in hist.items() if k != "resumed_from"}}, state_path)
+    bar.close()
     hist["seconds"] = spent + time.perf_counter() - t0
+    _final_scores(model, coords, target, test, hist, steps, steps if not hist["diverged"] else step)
+    if state_path is not None and state_path.is_file():
+        state_path.unlink()
+    return hist
+
+
+def _resume_fit(state_path: Path | None, key: str, state: dict, hist: dict) -> tuple[int, float]:
+    """Continue a fit from `state_path` when it exists (its key must match): restores `state` and the
+    history in place; returns (first step, seconds already spent)."""
+    if state_path is None or not state_path.is_file():
+        return 0, 0.0
+    st = torch.load(state_path, map_location="cpu", weights_only=True)
+    if st.get("key") != key:
+        raise ValueError(f"state_path: {state_path} holds the state of a different fit "
+                         f"({st.get('key')}); expected {key}. Delete it or choose another path")
+    restore_state(st, state)
+    hist.update(st["hist"])
+    hist["resumed_from"] = int(st["step"])
+    return int(st["step"]), float(st["seconds"])
+
+
+def _final_scores(model, coords, target, test, hist: dict, steps: int, last_step: int) -> None:
+    """Median step time and the final training PSNR (at `last_step`) and test PSNR (at `steps`),
+    appended to the history."""
     hist["step_seconds_median"] = float(np.median(hist["step_seconds"])) if hist["step_seconds"] else float("nan")
     final = predict(model, coords)
     hist["final_psnr"] = _psnr(final, target) if torch.isfinite(final).all() else float("nan")
-    hist["steps"].append(steps if not hist["diverged"] else step)
+    hist["steps"].append(last_step)
     hist["psnr"].append(hist["final_psnr"])
     if test is not None:
         out = predict(model, test[0])
         hist["final_test_psnr"] = _psnr(out, test[1]) if torch.isfinite(out).all() else float("nan")
         hist["test_steps"].append(steps)
         hist["test_psnr"].append(hist["final_test_psnr"])
-    if state_path is not None and state_path.is_file():
-        state_path.unlink()
-    return hist
 
 
 def generalization_fit(name: str, kind: str, image: str, size: int, steps: int, lr: float,
@@ -748,7 +755,7 @@ def polynomial_bound_psnr(img: torch.Tensor, degrees, total: bool = True) -> dic
 
 
 __all__ = ["MODEL_NAMES", "MODELS", "PUBLISHED_GENERALIZATION", "FOURIER_PROTOCOL", "generalization_model", "resolve_device", "IMAGE_NAMES", "relu_mlp", "pe_mlp", "ff_mlp", "siren", "poly_inr", "PolyINR",
-           "make_inr", "build_inr", "width_for_budget", "predict", "fit", "load_image",
+           "make_inr", "build_inr", "count_at_width", "width_for_budget", "predict", "fit", "load_image",
            "text_image", "image_pixels", "pixels_image", "every_other_pixel", "input_hessian", "derivative_along_x",
            "sinusoid_sum", "sinusoid_taylor_coefficients", "taylor_polynomial", "polynomial_fit_residual", "fitted_degree",
            "discrete_orthonormal_polynomials", "polynomial_bound_psnr", "generalization_fit"]

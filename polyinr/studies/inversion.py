@@ -265,6 +265,34 @@ def initial_w(G, c=None, batch: int = 1, init: str = "class_mean", seed: int = 0
     return w.expand(batch, -1).clone(), "sample_mean"
 
 
+def _check_schedule(mode: str, steps: int, lr: float, **fractions) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr: expected a positive number, got {lr!r}")
+    for name, v in fractions.items():
+        if not 0 <= v <= 1:
+            raise ValueError(f"{name}: expected a fraction of the steps in [0, 1], got {v!r}")
+
+
+def _start_codes(G, init, c, B: int, mode: str, seed: int) -> tuple[torch.Tensor, str]:
+    """Starting codes [B, 1 (mode "w") or L (mode "w+"), w_dim] and how they were chosen."""
+    L, device = G.cfg.levels, next(G.parameters()).device
+    if isinstance(init, torch.Tensor):
+        w0, init_used = init.detach().to(device).float().clone(), "given"
+        if w0.dim() == 2:
+            w0 = w0[:, None].expand(B, L, -1) if mode == "w+" else w0[:, None]
+        if w0.shape not in ((B, 1, G.cfg.w_dim), (B, L, G.cfg.w_dim)) or (mode == "w" and w0.shape[1] != 1):
+            raise ValueError(f"init: expected a tensor [B, w_dim] (or [B, {L}, w_dim] for w+) with B = {B}, "
+                             f"got {list(init.shape)}")
+    else:
+        w, init_used = initial_w(G, c, B, init, seed)
+        w0 = w[:, None].expand(B, L if mode == "w+" else 1, -1)
+    return w0, init_used
+
+
 def invert(G, target: torch.Tensor, c=None, mode: str = "w+", steps: int = 1000, lr: float = 0.1,
            ramp_up: float = 0.05, ramp_down: float = 0.25, noise: float = 0.05, noise_ramp: float = 0.75,
            loss: str = "auto", init="class_mean", backbone=DEFAULT_BACKBONE, backbone_weights=None,
@@ -275,15 +303,7 @@ def invert(G, target: torch.Tensor, c=None, mode: str = "w+", steps: int = 1000,
     shared by all levels; "w+": one w per level. init: "class_mean", "sample_mean" or a tensor of
     starting codes ([B, w_dim] or [B, L, w_dim]). loss / backbone / ...: see `make_loss` (or pass a
     ready `loss_fn(x, y) -> [B]`, recorded as "custom"). Returns an `InversionResult`."""
-    if mode not in MODES:
-        raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected a positive integer, got {steps!r}")
-    if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr: expected a positive number, got {lr!r}")
-    for name, v in (("ramp_up", ramp_up), ("ramp_down", ramp_down), ("noise_ramp", noise_ramp)):
-        if not 0 <= v <= 1:
-            raise ValueError(f"{name}: expected a fraction of the steps in [0, 1], got {v!r}")
+    _check_schedule(mode, steps, lr, ramp_up=ramp_up, ramp_down=ramp_down, noise_ramp=noise_ramp)
     t0 = time.time()
     target = _check_target(G, target)
     device = next(G.parameters()).device
@@ -298,16 +318,7 @@ def invert(G, target: torch.Tensor, c=None, mode: str = "w+", steps: int = 1000,
         loss_info = {"loss": "custom", "perceptual": None, "note": ""}
     loss_info = {**loss_info, "requested": loss}
 
-    if isinstance(init, torch.Tensor):
-        w0, init_used = init.detach().to(device).float().clone(), "given"
-        if w0.dim() == 2:
-            w0 = w0[:, None].expand(B, L, -1) if mode == "w+" else w0[:, None]
-        if w0.shape not in ((B, 1, G.cfg.w_dim), (B, L, G.cfg.w_dim)) or (mode == "w" and w0.shape[1] != 1):
-            raise ValueError(f"init: expected a tensor [B, w_dim] (or [B, {L}, w_dim] for w+) with B = {B}, "
-                             f"got {list(init.shape)}")
-    else:
-        w, init_used = initial_w(G, c, B, init, seed)
-        w0 = w[:, None].expand(B, L if mode == "w+" else 1, -1)
+    w0, init_used = _start_codes(G, init, c, B, mode, seed)                  # [B, 1 or L, w_dim]
     _, w_std = w_statistics(G, c, n=256, seed=seed) if noise > 0 else (None, torch.tensor(0.0))
     w_opt = nn.Parameter(w0.contiguous().clone())                           # [B, 1 or L, w_dim]
     opt = torch.optim.Adam([w_opt], lr=lr, betas=(0.9, 0.999))

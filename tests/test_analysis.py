@@ -255,7 +255,7 @@ def test_ssim_identity_hand_case_and_properties():
 
 
 def test_ssim_matches_scikit_image():
-    import skimage.metrics as skm   # a core dependency: a missing one is a failure, not a skip
+    import skimage.metrics as skm  # a core dependency: a missing one is a failure, not a skip
     torch.manual_seed(0)
     x = torch.rand(2, 1, 24, 17)
     y = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)

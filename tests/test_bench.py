@@ -1,8 +1,8 @@
 """The benchmark command's output is consistent (timings themselves are never asserted)."""
 import json
 
-from polyinr.tools import bench
 from polyinr.core.config import get_preset
+from polyinr.tools import bench
 
 
 def test_flops_per_pixel_imagenet():

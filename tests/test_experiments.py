@@ -97,6 +97,12 @@ def test_progress_prints_lines_for_the_notebook_runner(monkeypatch, capsys):
     lines = out.splitlines()
     assert "\r" not in out and len(lines) >= 3 and all(ln.startswith("work") for ln in lines)
     assert "3/3" in lines[-1]
+    monkeypatch.setenv("POLYINR_PROGRESS_SECONDS", "10")       # a fast loop prints its first and last line only
+    with progress_bar(total=500, desc="fast") as bar:
+        for _ in range(500):
+            bar.update(1)
+            bar.set_postfix_str("d 0.1", refresh=False)
+    assert len(capsys.readouterr().out.splitlines()) == 2
 
 
 def test_headline_metrics_are_the_top_level_numbers(tmp_path):

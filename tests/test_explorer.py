@@ -8,8 +8,21 @@ import pytest
 import torch
 
 import polyinr
-from polyinr.studies.explorer import (Explorer, ExplorerApp, ExplorerState, LatentCache, benchmark, check_state,
-                              heatmap_overlay, level_maps, render_view, seed_z, state_ws, to_rgb_u8, view_extent)
+from polyinr.studies.explorer import (
+    Explorer,
+    ExplorerApp,
+    ExplorerState,
+    LatentCache,
+    benchmark,
+    check_state,
+    heatmap_overlay,
+    level_maps,
+    render_view,
+    seed_z,
+    state_ws,
+    to_rgb_u8,
+    view_extent,
+)
 
 F32 = None   # render_view(dtype=None): exact float32
 

@@ -4,12 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import polyinr
 from polyinr.core.images import to_unit
 from polyinr.evaluation.quality import psnr
-from torch import nn
-
 from polyinr.studies import inr
 
 BASELINES = ("relu", "pe", "ff", "siren")

@@ -6,11 +6,18 @@ import pytest
 import torch
 
 import polyinr
-from polyinr.training.backbones import BackboneWeightsError
 from polyinr.core.images import to_unit
 from polyinr.evaluation.quality import psnr, ssim
-from polyinr.studies.inversion import (invert, lr_schedule, make_loss, multiscale_loss,
-                               noise_schedule, pick_targets, pivotal_tuning)
+from polyinr.studies.inversion import (
+    invert,
+    lr_schedule,
+    make_loss,
+    multiscale_loss,
+    noise_schedule,
+    pick_targets,
+    pivotal_tuning,
+)
+from polyinr.training.backbones import BackboneWeightsError
 
 
 def tiny_letters_G(seed=0):

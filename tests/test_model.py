@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import polyinr
-from polyinr.studies import theory
 from polyinr.core.config import ModelConfig
+from polyinr.studies import theory
 
 
 @pytest.mark.parametrize("preset,total,synthesis,mapping", [

@@ -6,8 +6,8 @@ import torch
 import yaml
 
 import polyinr
-from polyinr.tools.bench import estimate_training_memory
 from polyinr.core.config import get_train_preset
+from polyinr.tools.bench import estimate_training_memory
 from polyinr.tools.experiments import repo_root
 
 STAGES = sorted((repo_root() / "experiments/configs/train").glob("*.yaml"))

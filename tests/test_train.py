@@ -6,15 +6,20 @@ import pytest
 import torch
 
 import polyinr
-from polyinr.training import augment as aug
-from polyinr.train import main as train_cli
-from polyinr.training import loop as T
-from polyinr.training import steps as S
 from polyinr.core.checkpoint import load_checkpoint
 from polyinr.core.config import TrainConfig, get_train_preset, parse_policy
+from polyinr.train import main as train_cli
+from polyinr.training import augment as aug
+from polyinr.training import loop as T
+from polyinr.training import steps as S
 from polyinr.training.backbones import BackboneWeightsError
-from polyinr.training.discriminator import (build_D, ConvDiscriminator, FeatureNetwork, ProjectedDiscriminator,
-                                   RandomProjection)
+from polyinr.training.discriminator import (
+    ConvDiscriminator,
+    FeatureNetwork,
+    ProjectedDiscriminator,
+    RandomProjection,
+    build_D,
+)
 from polyinr.training.losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
 
 TINY = dict(g_overrides={"width": 16, "levels": 3}, resolution=8, batch=4, kimg=0.016, tick_kimg=0.008,

@@ -11,7 +11,6 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-
 # DiffAugment's operations, in the order they are applied (`polyinr.training.augment`).
 POLICIES = ("color", "translation", "cutout")
 

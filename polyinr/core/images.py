@@ -82,7 +82,7 @@ def show_row(axes, images, titles=None, normalize: bool = False) -> None:
 
 def plot_training_stats(stats: list[dict], keys=("d_loss", "d_real", "d_fake", "g_loss")):
     """Loss curves and throughput from stats.jsonl records; returns the matplotlib figure."""
-    import matplotlib.pyplot as plt   # lazy: pyplot picks a backend on import
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
     kimg = [s["kimg"] for s in stats]
     for k in keys:
@@ -97,7 +97,7 @@ def plot_training_stats(stats: list[dict], keys=("d_loss", "d_real", "d_fake", "
 
 def show_png(path, title: str | None = None, scale: float = 1.0):
     """Display a PNG (e.g. a sample grid) in a notebook at its pixel size times `scale`."""
-    import matplotlib.pyplot as plt   # lazy: pyplot picks a backend on import
+    import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import
     im = Image.open(path)
     fig = plt.figure(figsize=(im.width * scale / 100, im.height * scale / 100 + (0.3 if title else 0)), dpi=100)
     ax = fig.add_axes([0, 0, 1, 1 if not title else 0.92])

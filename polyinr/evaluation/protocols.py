@@ -31,18 +31,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..core.checkpoint import load_checkpoint, load_generator
 from ..core.files import __version__, cache_dir, resolve, sha256_file, write_json
 from ..core.grid import UNIT, pixel_center_extent
 from ..core.images import to_uint8, upsample
+from ..core.progress import progress_bar
 from ..core.render import render
 from ..training.classifiers import letters_classifier
 from ..training.data import load_dataset
 from . import fid as _fid
-from .letters import (FLOOR_SEED, letters_features, letters_predict, real_letters,
-                      reference_features, stem_for)
+from .letters import (
+    FLOOR_SEED,
+    letters_features,
+    letters_predict,
+    real_letters,
+    reference_features,
+    stem_for,
+)
 
 KS = (2, 4, 8)
 DEFAULT_CHECKPOINT = "experiments/results/02_train/generator.pt"
@@ -83,7 +89,7 @@ def sample_batches(G, num: int, seed: int = 0, psi: float = 1.0, class_probs=Non
     if G.cfg.conditional and class_probs is None:
         class_probs = np.ones(G.cfg.num_classes)
     probs = class_probs if G.cfg.conditional else None
-    with tqdm(total=num, desc=desc, disable=not progress, leave=False) as bar:
+    with progress_bar(total=num, desc=desc, disable=not progress, leave=False) as bar:
         for s in range(0, num, batch):
             z, c = sample_codes(min(batch, num - s), seed, G.cfg.z_dim, probs, start=s)
             with torch.inference_mode():
@@ -322,7 +328,7 @@ def inception_reference(extractor, info: dict, dataset: str, resolution: int, n:
         idx = np.arange(len(ds)) if n is None else np.sort(np.random.default_rng(0).permutation(len(ds))[:n])
         batches = (ds.get_batch(torch.from_numpy(idx[i:i + batch])) for i in range(0, len(idx), batch))
     out, labels = {}, []
-    for images, lab in tqdm(batches, desc="reference", disable=not progress, leave=False):
+    for images, lab in progress_bar(batches, desc="reference", disable=not progress, leave=False):
         for k, v in _fid.extract(extractor, images, sfid=sfid).items():
             out.setdefault(k, []).append(v)
         if lab is not None:

@@ -14,7 +14,7 @@ Recipe (StyleGAN-XL's projector, which the paper's release points to; StyleGAN2'
   file or the timm cache); otherwise `loss="auto"` falls back to a multi-scale pixel + image-gradient
   loss (`multiscale_loss`). `InversionResult.loss_info` records which was used and why.
 
-The generator is evaluated with autograd through `G.synthesis(ws, coords)` on the target's own pixel
+The generator is evaluated with autograd through `synthesize(G, ws, H, W)` on the target's own pixel
 grid; all targets are optimised together in one batch (each target's loss only reaches its own code,
 so batching does not couple them). `pivotal_tuning` (Roich et al. 2022) then fine-tunes a copy of the
 synthesis network around the inverted codes, keeping the codes fixed.
@@ -66,7 +66,7 @@ def noise_schedule(step: int, steps: int, scale: float = 0.05, ramp: float = 0.7
     return scale * max(0.0, 1.0 - (step / steps) / ramp) ** 2
 
 
-# -------------------------------------------------------------------------------------- image metrics
+# ------------------------------------------------------------------------------------------- inputs
 
 
 def _as_images(x: torch.Tensor, name: str) -> torch.Tensor:

@@ -88,7 +88,7 @@ def _parse_value(text: str):
 
 def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False, runs_root=None,
                    publish: bool = False, progress: bool = True) -> Path:
-    import papermill as pm   # lazy: a second of imports that notebooks calling start_run do not need
+    import papermill as pm  # lazy: a second of imports that notebooks calling start_run do not need
     cfg = load_config(name)
     params = dict(cfg["parameters"])
     params.update(overrides or {})

@@ -47,7 +47,7 @@ def create_timm_model(name: str, pretrained: bool = True, backbone_weights=None,
     """timm.create_model with the weights from, in order: a local file (backbone_weights), the timm /
     Hugging Face download when pretrained=True, or random init when pretrained=False (tests only).
     Offline without a file this is a BackboneWeightsError that says how to supply one."""
-    import timm   # lazy: importing timm takes seconds, and only these networks need it
+    import timm  # lazy: importing timm takes seconds, and only these networks need it
     path = _weights_file(name, backbone_weights)
     if path is not None:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)

@@ -13,11 +13,11 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..core.config import TrainConfig
 from ..core.files import atomic_save, cache_dir
 from ..core.images import to_float
+from ..core.progress import progress_bar
 from .backbones import FrozenTimm
 from .data import letter_fonts, letters
 
@@ -82,7 +82,7 @@ def train_letters_classifier(resolution: int = 16, seed: int = 0, epochs: int = 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     X, Y = train_set.images, train_set.labels
     model.train()
-    for _ in tqdm(range(epochs), desc="letters classifier", disable=not progress):
+    for _ in progress_bar(range(epochs), desc="letters classifier", disable=not progress):
         perm = torch.randperm(len(X), generator=gen)
         for i in range(0, len(X) - batch + 1, batch):
             idx = perm[i:i + batch]

@@ -26,7 +26,6 @@ from ..core.checkpoint import load_checkpoint
 from ..core.config import ModelConfig, TrainConfig
 from .backbones import FrozenTimm
 
-
 # --------------------------------------------------------------------------------------------- conv
 
 

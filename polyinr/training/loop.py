@@ -45,8 +45,23 @@ from . import augment as aug
 from .classifiers import build_classifier
 from .data import load_dataset
 from .discriminator import build_D
-from .distributed import Dist, gather_rng_states, init_distributed, seed_everything, set_rng_state
-from .steps import StepContext, autocast, d_step, g_param_groups, g_step, grad_scalers, select, update_ema
+from .distributed import (
+    Dist,
+    gather_rng_states,
+    init_distributed,
+    seed_everything,
+    set_rng_state,
+)
+from .steps import (
+    StepContext,
+    autocast,
+    d_step,
+    g_param_groups,
+    g_step,
+    grad_scalers,
+    select,
+    update_ema,
+)
 
 
 def model_config_for(cfg: TrainConfig, dataset) -> ModelConfig:
@@ -326,10 +341,11 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
             steps_done += 1
             for k, v in terms.items():
                 acc.setdefault(k, []).append(v)
-            bar.update(cfg.batch / 1000)
+            bar.update(min(run.cur_nimg, total) / 1000 - bar.n)   # the last step may pass the total
             if run.step % 10 == 0:
-                bar.set_postfix_str(f"d {terms['d_loss']:.3f} g {terms['g_loss']:.3f} "
-                                    f"{(run.cur_nimg - tick_nimg0) / max(time.time() - tick_start, 1e-9):.0f} img/s")
+                ips = (run.cur_nimg - tick_nimg0) / max(time.time() - tick_start, 1e-9)
+                bar.set_postfix_str(f"d {terms['d_loss']:.3f} g {terms['g_loss']:.3f} {ips:.0f} img/s",
+                                    refresh=False)   # printed at the bar's own interval
             if stop_after_steps is not None and steps_done >= stop_after_steps:
                 return run.run_dir
             if run.cur_nimg >= next_tick or run.cur_nimg >= total:

@@ -40,10 +40,7 @@ def test_frechet_distance_closed_forms():
 
 
 def test_frechet_distance_matches_torch_fidelity():
-    from torch_fidelity.metric_fid import (
-        fid_features_to_statistics,
-        fid_statistics_to_metric,
-    )
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
     for d, shift, scale in ((64, 0.1, 1.1), (256, 0.0, 0.9)):
         a, b = _gauss(3000, d, 1), _gauss(2000, d, 2, shift, scale)
         ref = fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b), False)

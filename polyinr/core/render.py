@@ -8,15 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .grid import (
-    UNIT,
-    Extent,
-    check_coords,
-    check_extent,
-    check_size,
-    coordinate_grid,
-    grid_rows,
-)
+from .grid import UNIT, Extent, check_coords, check_extent, check_size, coordinate_grid, grid_rows
 
 
 def synthesize(G, ws: torch.Tensor, height: int, width: int, extent: Extent = UNIT) -> torch.Tensor:

@@ -307,10 +307,7 @@ def _tiny_class():
 
 def register_extractor(name: str, cls) -> None:
     """torch-fidelity's `register_feature_extractor`, but a second registration of the same class is a no-op."""
-    from torch_fidelity.registry import (
-        FEATURE_EXTRACTORS_REGISTRY,
-        register_feature_extractor,
-    )
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
     if FEATURE_EXTRACTORS_REGISTRY.get(name) is cls:
         return
     if name in FEATURE_EXTRACTORS_REGISTRY and FEATURE_EXTRACTORS_REGISTRY[name].__qualname__ != cls.__qualname__:

@@ -41,14 +41,7 @@ from ..core.render import render
 from ..training.classifiers import letters_classifier
 from ..training.data import load_dataset
 from . import fid as _fid
-from .letters import (
-    FLOOR_SEED,
-    letters_features,
-    letters_predict,
-    real_letters,
-    reference_features,
-    stem_for,
-)
+from .letters import FLOOR_SEED, letters_features, letters_predict, real_letters, reference_features, stem_for
 
 KS = (2, 4, 8)
 DEFAULT_CHECKPOINT = "experiments/results/02_train/generator.pt"

@@ -33,15 +33,7 @@ from ..core.render import default_chunk, pixel_blocks, render
 from ..studies import inr
 from ..training.discriminator import build_D
 from ..training.distributed import Dist, init_distributed
-from ..training.steps import (
-    StepContext,
-    autocast,
-    d_step,
-    g_param_groups,
-    g_step,
-    grad_scalers,
-    update_ema,
-)
+from ..training.steps import StepContext, autocast, d_step, g_param_groups, g_step, grad_scalers, update_ema
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

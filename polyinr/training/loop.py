@@ -45,23 +45,8 @@ from . import augment as aug
 from .classifiers import build_classifier
 from .data import load_dataset
 from .discriminator import build_D
-from .distributed import (
-    Dist,
-    gather_rng_states,
-    init_distributed,
-    seed_everything,
-    set_rng_state,
-)
-from .steps import (
-    StepContext,
-    autocast,
-    d_step,
-    g_param_groups,
-    g_step,
-    grad_scalers,
-    select,
-    update_ema,
-)
+from .distributed import Dist, gather_rng_states, init_distributed, seed_everything, set_rng_state
+from .steps import StepContext, autocast, d_step, g_param_groups, g_step, grad_scalers, select, update_ema
 
 
 def model_config_for(cfg: TrainConfig, dataset) -> ModelConfig:

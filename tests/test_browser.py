@@ -10,8 +10,8 @@ where a missing chromium or playwright fails the test with the command that inst
 
 It runs in CI: after the README's test command, .ci/run installs chromium with apt-get (when /usr/bin/chromium
 is missing) and the `browser` extra, then runs `pytest -m browser tests/test_browser.py` with
-POLYINR_REQUIRE_BROWSER=1. Measured cost of that part on 2 cores: about 120 s when chromium has to be installed
-(apt-get update and install 71 s, the browser extra 15 s, the test about 30 s), 48 s with chromium present.
+POLYINR_REQUIRE_BROWSER=1. Measured cost of that part on 2 cores: 39 s with chromium present (the test 24 s);
+installing chromium with apt-get adds about 71 s.
 """
 import json
 import os

@@ -2,6 +2,7 @@
 import sys
 
 from .tools.bench import main
+from .tools.cli import run_cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -1,6 +1,7 @@
 """`python -m polyinr.train`: train a generator (see `polyinr.training.loop`).
 
     python -m polyinr.train --preset letters --run-dir DIR [--kimg K] [--resolution R] [--resume DIR_OR_CKPT]
+        [--overwrite]   (a DIR holding another run is an error unless resumed or moved aside with --overwrite)
     torchrun --nproc-per-node N -m polyinr.train --preset imagenet --config STAGE.yaml --run-dir DIR
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .core.config import get_train_preset
+from .tools.cli import run_cli
 from .training.loop import train
 
 
@@ -28,6 +30,8 @@ def main(argv=None) -> int:
     for name, typ in [("kimg", float), ("resolution", int), ("batch", int), ("dataset", str), ("seed", int),
                       ("discriminator", str), ("precision", str), ("backbone_weights", str)]:
         ap.add_argument(f"--{name.replace('_', '-')}", type=typ, default=None)
+    ap.add_argument("--overwrite", action="store_true",
+                    help="if --run-dir holds another run, move it aside to RUN_DIR.replaced-TIME first")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     overrides = {}
@@ -39,10 +43,10 @@ def main(argv=None) -> int:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     cfg = get_train_preset(args.preset, **overrides)
-    train(cfg, args.run_dir, resume=args.resume, progress=not args.no_progress)
+    train(cfg, args.run_dir, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     print(args.run_dir)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

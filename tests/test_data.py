@@ -339,7 +339,7 @@ def make_raw(root: Path) -> Path:
         a[:, 40:] = (0, 0, 255)
         (root / name).parent.mkdir(exist_ok=True)
         Image.fromarray(a).save(root / name, quality=100)
-    meta = {"labels": [["x1.png", 4], ["x2.jpg", 1], ["sub/x3.png", 0]]}
+    meta = {"labels": [["x1.png", 2], ["x2.jpg", 1], ["sub/x3.png", 0]]}
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
 
@@ -349,14 +349,15 @@ def test_prepare_center_crop_resize_and_labels(tmp_path):
     out = tmp_path / "out.zip"
     summary = data.prepare(src, out, 8, transform="center-crop")
     assert summary["written"] == 3 and summary["skipped"] == 0 and summary["bad_files"] == []
-    assert summary["labels"] is True and summary["num_classes"] == 5
+    assert summary["labels"] is True and summary["num_classes"] == 3
     with zipfile.ZipFile(out) as zf:
         assert sorted(zf.namelist()) == ["00000000.png", "00000001.png", "00000002.png", "dataset.json"]
         meta = json.loads(zf.read("dataset.json"))
     # sorted sources: sub/x3.png, x1.png, x2.jpg
-    assert meta["labels"] == [["00000000.png", 0], ["00000001.png", 4], ["00000002.png", 1]]
+    assert meta == {"labels": [["00000000.png", 0], ["00000001.png", 2], ["00000002.png", 1]], "num_classes": 3,
+                    "class_names": ["0", "1", "2"]}
     ds = data.image_folder(out)
-    assert (ds.resolution, ds.channels, ds.labels.tolist()) == (8, 3, [0, 4, 1])
+    assert (ds.resolution, ds.channels, ds.labels.tolist(), ds.num_classes) == (8, 3, [0, 2, 1], 3)
     x = ds.get_batch(torch.arange(3))[0].float()
     assert (x[:, 1, 2:6, 2:6] > 200).all() and (x[:, 0, 2:6, 2:6] < 60).all()     # the green middle
     grey = data.prepare(src, tmp_path / "grey.zip", 8, transform="center-crop", channels=1)
@@ -379,8 +380,9 @@ def test_prepare_skip_bad_and_cli(tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["written"] == 2 and summary["skipped"] == 1 and summary["bad_files"] == ["x2.jpg"]
-    ds = data.image_folder(out, channels=1)
-    assert ds.labels.tolist() == [0, 4] and ds.resolution == 12 and len(ds) == 2
+    with pytest.warns(UserWarning, match=r"1 of 3 classes have no image: \[1\]"):   # x2.jpg's class is gone
+        ds = data.image_folder(out, channels=1)
+    assert ds.labels.tolist() == [0, 2] and ds.num_classes == 3 and ds.resolution == 12 and len(ds) == 2
 
 
 def test_preview_cli(tmp_path, capsys):

@@ -59,29 +59,33 @@ def test_publish_run_copies_the_small_outputs_and_replaces_old_results(tmp_path)
         (run / name).write_text(name)
     for name in ("reals.png", "fakes000010.png", "fakes000010_x4.png", "fakes000020.png", "fakes000020_x4.png"):
         (run / "samples" / name).write_text(name)
+    params = {**experiments.load_config("02_train")["parameters"], "experiment": "02_train", "run_dir": str(run)}
+    (run / "config.json").write_text(json.dumps({"parameters": params}))
     root = tmp_path / "results"
     (root / "02_train").mkdir(parents=True)
     (root / "02_train" / "stale.png").write_text("from an older run")
     (root / "01_model").mkdir()
     (root / "01_model" / "keep.json").write_text("{}")
-    dest = experiments.publish_run(run, "02_train", results_root=root)
+    dest = experiments.publish_run(run, results_root=root)
     assert dest == root / "02_train"
     assert sorted(p.name for p in dest.iterdir()) == sorted(
-        ["02_train.ipynb", "metrics.json", "stats.jsonl", "losses.png", "generator.pt", "samples"])
+        ["02_train.ipynb", "config.json", "metrics.json", "stats.jsonl", "losses.png", "generator.pt", "samples"])
     assert sorted(p.name for p in (dest / "samples").iterdir()) == ["fakes000020.png", "fakes000020_x4.png",
                                                                      "reals.png"]
     assert (dest / "metrics.json").read_text() == "metrics.json"
     assert (root / "01_model" / "keep.json").exists()                  # other results untouched
     assert sorted(p.name for p in root.iterdir()) == ["01_model", "02_train"]   # no temporary folders left
     for bad in ("", ".", "..", "../02_train", "a/b"):
-        with pytest.raises(ValueError, match="stem"):
-            experiments.publish_run(run, bad, results_root=root)
+        (run / "config.json").write_text(json.dumps({"parameters": {**params, "experiment": bad}}))
+        with pytest.raises(ValueError, match="name"):
+            experiments.publish_run(run, results_root=root)
+    (run / "config.json").write_text(json.dumps({"parameters": params}))
     with pytest.raises(FileNotFoundError, match="run_dir"):
-        experiments.publish_run(tmp_path / "missing", "02_train", results_root=root)
+        experiments.publish_run(tmp_path / "missing", results_root=root)
     assert (root / "02_train" / "metrics.json").exists()               # a refused publish removes nothing
     # a publish that stopped between its two renames left only ".02_train.replaced": the next one still works
     (root / "02_train").rename(root / ".02_train.replaced")
-    experiments.publish_run(run, "02_train", results_root=root)
+    experiments.publish_run(run, results_root=root)
     assert sorted(p.name for p in root.iterdir()) == ["01_model", "02_train"]
 
 

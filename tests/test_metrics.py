@@ -14,6 +14,7 @@ from polyinr.core.images import upsample
 from polyinr.evaluation import fid
 from polyinr.evaluation import protocols as E
 from polyinr.evaluation.letters import random_letters_cnn, stem_for
+from polyinr.tools.cli import run_cli
 from polyinr.training.classifiers import LettersCNN, letters_classifier
 
 
@@ -180,7 +181,7 @@ def test_offline_without_inception_weights_is_a_clear_error(monkeypatch, tmp_pat
         fid.create_extractor("inception-v3-compat")
     for needle in ("--inception-weights", fid.INCEPTION_ENV, fid.INCEPTION_URL, "offline"):
         assert needle in str(e.value)
-    rc = E.main(["--network", E.DEFAULT_CHECKPOINT, "--metrics", "fid", "--num", "4"])
+    rc = run_cli(lambda: E.main(["--network", E.DEFAULT_CHECKPOINT, "--metrics", "fid", "--num", "4"]))
     assert rc == 2 and "--inception-weights" in capsys.readouterr().err
 
 

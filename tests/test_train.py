@@ -294,7 +294,9 @@ def test_run_folder_contents(tmp_path):
     stats = T.read_stats(run)
     assert [s["tick"] for s in stats] == [1, 2] and all(math.isfinite(s["d_loss"]) for s in stats)
     assert {"kimg", "img_per_s", "seconds", "g_loss"} <= set(stats[0])
-    assert (run / "samples" / "fakes000000.png").is_file() and (run / "samples" / "fakes000000_x4.png").is_file()
+    # two ticks of 8 images each: one grid pair per tick, named by the images seen
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "fakes000000.008.png", "fakes000000.008_x4.png", "fakes000000.016.png", "fakes000000.016_x4.png", "reals.png"]
     G = polyinr.load_generator(run / "generator.pt")
     assert G.cfg.width == 16 and G.cfg.num_classes == 26 and G.cfg.img_channels == 1
     assert load_checkpoint(run / "latest.pt")["cur_nimg"] == 16

@@ -39,6 +39,10 @@ def save_checkpoint(path, G, **extra) -> Path:
 def load_checkpoint(path, map_location="cpu") -> dict:
     """Read a polyinr checkpoint dict (weights_only=True) and check its format."""
     path = Path(path)
+    if path.is_dir():
+        inside = [p.name for p in (path / "generator.pt", path / "latest.pt") if p.is_file()]
+        hint = f"; it holds {' and '.join(inside)}: pass {str(path / inside[0])!r}" if inside else ""
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder, expected a checkpoint file{hint}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:

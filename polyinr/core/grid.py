@@ -93,6 +93,8 @@ def check_coords(coords, batch: int | None = None) -> torch.Tensor:
     if not ok:
         raise ValueError(f"coords: expected a float tensor of shape [P, 2] or [{batch or 'B'}, P, 2] "
                          f"(x, y per pixel), got {coords.dtype} {list(coords.shape)}")
+    if coords.shape[-2] == 0:
+        raise ValueError(f"coords: expected at least one coordinate, got {list(coords.shape)} (P = 0)")
     if not coords.is_meta and not torch.isfinite(coords).all():
         raise ValueError("coords: contains NaN or infinite values")
     return coords

@@ -21,6 +21,7 @@ Shape letters: B batch, P pixels, L levels, n channels, H, W image size.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -80,6 +81,13 @@ def check_classes(c, num_classes: int, batch: int, device) -> torch.Tensor | Non
     return c.long()
 
 
+def check_psi(psi) -> float:
+    """Truncation psi: any finite number (1 = none, 0 = the average w, > 1 extrapolates)."""
+    if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not math.isfinite(psi):
+        raise ValueError(f"psi: expected a finite number (1.0 = no truncation), got {psi!r}")
+    return float(psi)
+
+
 class MappingNetwork(nn.Module):
     """z (+ class) -> w, broadcast to one copy per level: ws [B, L, w_dim]."""
 
@@ -101,6 +109,9 @@ class MappingNetwork(nn.Module):
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != cfg.z_dim:
             raise ValueError(f"z: expected a tensor of shape [B, {cfg.z_dim}], got "
                              f"{list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        if z.shape[0] == 0:
+            raise ValueError(f"z: expected at least one latent, got batch 0 ({list(z.shape)})")
+        psi = check_psi(psi)
         c = check_classes(c, cfg.num_classes, z.shape[0], z.device)
         if z.is_meta:   # shape-only runs (memory estimates)
             return self.unchecked(z.float(), c, psi, update_w_avg)
@@ -213,6 +224,8 @@ class Synthesis(nn.Module):
         if not isinstance(ws, torch.Tensor) or ws.dim() != 3 or ws.shape[1:] != (cfg.levels, cfg.w_dim):
             got = list(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
             raise ValueError(f"ws: expected shape [B, {cfg.levels}, {cfg.w_dim}], got {got}")
+        if ws.shape[0] == 0:
+            raise ValueError(f"ws: expected at least one latent, got batch 0 ({list(ws.shape)})")
 
     def styles(self, ws: torch.Tensor) -> torch.Tensor:
         """Per-sample coordinate maps of every level, computed once per latent (not per pixel):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -34,8 +33,9 @@ import torch
 
 from ..core.checkpoint import load_checkpoint, load_generator
 from ..core.files import __version__, cache_dir, resolve, sha256_file, write_json
-from ..core.grid import UNIT, pixel_center_extent
+from ..core.grid import UNIT, check_size, pixel_center_extent
 from ..core.images import to_uint8, upsample
+from ..core.model import check_psi
 from ..core.progress import progress_bar
 from ..core.render import render
 from ..training.classifiers import letters_classifier
@@ -404,6 +404,14 @@ def evaluate(network, metrics=("letters",), num: int | None = None, resolution: 
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:
         raise ValueError(f"metrics: unknown {unknown}; expected some of {list(ALL_METRICS)}")
+    if num is not None:
+        num = check_size("num", num)
+    if resolution is not None:
+        resolution = check_size("resolution", resolution)
+    if "psi" in kw:
+        kw["psi"] = check_psi(kw["psi"])
+    if "batch" in kw:
+        kw["batch"] = check_size("batch", kw["batch"])
     G, _ = load_network(network)
     if num is None:
         num = 50000 if G.preset in ("imagenet", "ffhq") else 10000
@@ -470,14 +478,10 @@ def main(argv=None) -> int:
     if args.bench:
         print(json.dumps(bench(args.network, args.num or 10000, device=args.device)))
         return 0
-    try:
-        r = evaluate(args.network, args.metrics, num=args.num, resolution=args.resolution,
-                     inception_weights=args.inception_weights, seed=args.seed, psi=args.psi,
-                     hires_num=args.hires_num, reference_n=args.reference_num, alignment=args.alignment,
-                     batch=args.batch, device=args.device)
-    except _fid.InceptionWeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    r = evaluate(args.network, args.metrics, num=args.num, resolution=args.resolution,
+                 inception_weights=args.inception_weights, seed=args.seed, psi=args.psi,
+                 hires_num=args.hires_num, reference_n=args.reference_num, alignment=args.alignment,
+                 batch=args.batch, device=args.device)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.out, r)

@@ -6,10 +6,16 @@
     parameters:
       seed: 0
 
-`python experiments/run.py NAME [-p key value ...] [--smoke] [--publish]` executes the notebook
-with papermill into a fresh numbered folder `experiments/runs/NNNN-NAME/` (never reused, never
-executed in place) holding the executed notebook, `config.json`, `metrics.json` and figures.
-`--publish` then copies those small outputs to `experiments/results/<notebook stem>/`.
+`python experiments/run.py NAME [-p key value ...] [--smoke] [--publish [--force-publish]]` executes
+the notebook with papermill into a fresh numbered folder `experiments/runs/NNNN-NAME/` (never reused,
+never executed in place) holding the executed notebook, `config.json`, `metrics.json` and figures.
+A parameter the notebook does not declare is an error that lists the ones it does.
+
+`--publish` then copies those small outputs to `experiments/results/NAME/`. Only a reference run is
+published: a smoke run, or a run whose parameters differ from `NAME.yaml`, is refused before it
+starts unless `--force-publish` says it is meant (the differences are then recorded in the published
+config.json). A smoke run never replaces a full run's results, and the results of one experiment are
+never replaced by another's.
 
 Notebooks call `start_run` first and `finish_run` last, so a run started by hand in JupyterLab
 leaves the same files.
@@ -86,14 +92,50 @@ def _parse_value(text: str):
     return yaml.safe_load(text)
 
 
+def notebook_parameters(notebook) -> list[str]:
+    """The names a notebook's `parameters` cell declares (papermill's own reading of the cell)."""
+    import papermill as pm
+    return list(pm.inspect_notebook(str(notebook)))
+
+
+def check_parameters(name: str, cfg: dict, overrides: dict) -> None:
+    """Every parameter of experiments/configs/NAME.yaml and of `overrides` must be declared by the
+    notebook; otherwise a ValueError that lists the known ones."""
+    known = notebook_parameters(resolve(cfg["notebook"]))
+    for where, keys in ((f"experiments/configs/{name}.yaml", cfg["parameters"]), ("-p", overrides)):
+        unknown = sorted(set(keys) - set(known))
+        if unknown:
+            raise ValueError(f"{where}: unknown parameter(s) {unknown} of {cfg['notebook']}; "
+                             f"known: {sorted(known)}")
+
+
+_UNSET = "<not set>"
+_RUN_KEYS = ("run_dir", "notebook", "experiment", "smoke")   # set by the runner, not by the config
+
+
+def reference_differences(name: str, parameters: dict) -> list[str]:
+    """How notebook `parameters` differ from experiments/configs/NAME.yaml ([] for a reference run)."""
+    expected = load_config(name)["parameters"]
+    out = ["smoke=True (a smoke run)"] if parameters.get("smoke") else []
+    for k in sorted((set(expected) | set(parameters.get("overrides", {}))) - set(_RUN_KEYS)):
+        got, want = parameters.get(k, _UNSET), expected.get(k, _UNSET)
+        if got != want:
+            out.append(f"{k}={got!r} (the config has {want!r})")
+    return out
+
+
 def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False, runs_root=None,
-                   publish: bool = False, progress: bool = True) -> Path:
+                   publish: bool = False, progress: bool = True, force_publish: bool = False) -> Path:
     import papermill as pm  # lazy: a second of imports that notebooks calling start_run do not need
     cfg = load_config(name)
+    overrides = dict(overrides or {})
+    check_parameters(name, cfg, overrides)
     params = dict(cfg["parameters"])
-    params.update(overrides or {})
+    params.update(overrides)
     if smoke:
         params["smoke"] = True
+    if publish:   # refuse before hours of work, not after
+        _check_publishable(name, {**params, "overrides": overrides}, force_publish, results_root=None)
     run_dir = new_run_dir(name, runs_root)
     root = repo_root()
     try:
@@ -101,7 +143,8 @@ def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False
     except ValueError:
         params["run_dir"] = str(run_dir)
     notebook = resolve(cfg["notebook"])
-    start_run(run_dir, {**params, "notebook": str(notebook.relative_to(root)), "experiment": name})
+    start_run(run_dir, {**params, "notebook": str(notebook.relative_to(root)), "experiment": name,
+                        "overrides": overrides})
     if progress:
         print(f"{name}: executing {notebook.relative_to(root)} into {run_dir}", flush=True)
     # With progress, the kernel's printed output streams here as it runs, and long loops print plain
@@ -120,24 +163,50 @@ def run_experiment(name: str, overrides: dict | None = None, smoke: bool = False
             else:
                 os.environ[k] = v
     if publish:
-        publish_run(run_dir, notebook.stem)
+        publish_run(run_dir, force=force_publish)
     return run_dir
 
 
-def publish_run(run_dir, stem: str, results_root=None) -> Path:
+def _check_publishable(name: str, parameters: dict, force: bool, results_root) -> list[str]:
+    """The reasons a run is not a reference run of `name`; a ValueError unless `force`. Never
+    allowed: a smoke run over a full run's results, or over another experiment's results."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"name: expected a plain folder name such as '02_train', got {name!r}")
+    diffs = reference_differences(name, parameters)
+    if diffs and not force:
+        raise ValueError(f"publish: the run is not the reference run of {name!r}: {'; '.join(diffs)}. "
+                         f"Run without -p / --smoke, or pass --force-publish (force=True) to publish it anyway")
+    dest_cfg = resolve(results_root or "experiments/results") / name / "config.json"
+    old = json.loads(dest_cfg.read_text()).get("parameters", {}) if dest_cfg.is_file() else None
+    if old is not None and old.get("experiment", name) != name:
+        raise ValueError(f"publish: {dest_cfg.parent} holds results of experiment {old['experiment']!r}, "
+                         f"not {name!r}; they are never replaced by another experiment's run")
+    if old is not None and parameters.get("smoke") and not old.get("smoke"):
+        raise ValueError(f"publish: {dest_cfg.parent} holds a full run's results; a smoke run never replaces them")
+    return diffs
+
+
+def publish_run(run_dir, results_root=None, force: bool = False) -> Path:
     """Copy a run's small outputs (executed notebook, json, png, generator.pt, the last sample grids) to
-    <results_root>/<stem>/ (default experiments/results/<stem>/), replacing what was there. The copy is
-    assembled in a temporary folder beside it and swapped in by renames, so a failed copy leaves the
-    previous results in place."""
-    if not isinstance(stem, str) or not stem or stem in (".", "..") or "/" in stem or "\\" in stem:
-        raise ValueError(f"stem: expected a plain folder name such as '02_train', got {stem!r}")
+    <results_root>/<experiment>/ (default experiments/results/<experiment>/), replacing what was there.
+    The run must be a reference run of its experiment (its config.json's parameters equal
+    experiments/configs/<experiment>.yaml, not a smoke run) unless `force`; see `_check_publishable`.
+    The copy is assembled in a temporary folder beside it and swapped in by renames, so a failed
+    copy leaves the previous results in place."""
     run_dir = resolve(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run_dir: folder {str(run_dir)!r} does not exist")
+    cfg_path = run_dir / "config.json"
+    params = json.loads(cfg_path.read_text()).get("parameters", {}) if cfg_path.is_file() else {}
+    if "experiment" not in params:
+        raise ValueError(f"run_dir: {str(run_dir)!r} is not an experiment run (its config.json names no experiment); "
+                         f"run it with `python experiments/run.py NAME --publish`")
+    name = params["experiment"]
+    diffs = _check_publishable(name, params, force, results_root)
     root = resolve(results_root or "experiments/results")
     root.mkdir(parents=True, exist_ok=True)
-    dest = root / stem
-    tmp = root / f".{stem}.publishing"
+    dest = root / name
+    tmp = root / f".{name}.publishing"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -152,12 +221,16 @@ def publish_run(run_dir, stem: str, results_root=None) -> Path:
         for p in keep:
             if p.is_file():
                 shutil.copy2(p, tmp / "samples" / p.name)
-    old = root / f".{stem}.replaced"
+    old = root / f".{name}.replaced"
     if old.exists():   # left by a publish that stopped between its renames
         if dest.exists():
             shutil.rmtree(old)
         else:
             old.rename(dest)
+    if diffs:   # a forced publish says so in the published config.json
+        published = json.loads((tmp / "config.json").read_text())
+        published["published_with_differences"] = diffs
+        write_json(tmp / "config.json", published)
     if dest.exists():
         dest.rename(old)
     tmp.rename(dest)
@@ -174,10 +247,16 @@ def main(argv=None) -> int:
                     help="override one notebook parameter (value parsed as YAML)")
     ap.add_argument("--smoke", action="store_true", help="set smoke=True (tiny sizes, for tests)")
     ap.add_argument("--runs-root", default=None, help="folder for run folders (default experiments/runs)")
-    ap.add_argument("--publish", action="store_true", help="copy the outputs to experiments/results/<notebook>/")
+    ap.add_argument("--publish", action="store_true", help="copy the outputs to experiments/results/NAME/ "
+                    "(a reference run only: no -p that changes the config, no --smoke)")
+    ap.add_argument("--force-publish", action="store_true",
+                    help="with --publish: publish even a run that differs from the config (recorded as such)")
     args = ap.parse_args(argv)
+    if args.force_publish and not args.publish:
+        ap.error("--force-publish: only meaningful with --publish")
     overrides = {k: _parse_value(v) for k, v in args.param}
-    run_dir = run_experiment(args.name, overrides, smoke=args.smoke, runs_root=args.runs_root, publish=args.publish)
+    run_dir = run_experiment(args.name, overrides, smoke=args.smoke, runs_root=args.runs_root, publish=args.publish,
+                             force_publish=args.force_publish)
     print(f"run folder: {run_dir}")
     for key, value in headline_metrics(run_dir).items():
         print(f"  {key}: {value}")

@@ -29,7 +29,7 @@ Data credits and licences:
 
 Command line:
     python -m polyinr.data prepare --source DIR_OR_ZIP --dest OUT.zip --resolution R
-        [--transform center-crop] [--skip-bad] [--channels 1|3]
+        [--transform center-crop] [--skip-bad] [--channels 1|3] [--overwrite]
     python -m polyinr.data preview NAME_OR_PATH --out FILE.png [--resolution R] [--split S] [--n 64]
 
 Shape letters: N images, B batch, C channels, H, W (= R, the resolution) image size.
@@ -85,6 +85,48 @@ _LETTERS_FORMAT = 2    # bump when the rendering changes: old cache files are th
 # Datasets
 
 
+# A class count above this is a labelling mistake, not a dataset (ImageNet-21k has 21,841 classes);
+# checked before anything proportional to the count is allocated.
+MAX_CLASSES = 100_000
+
+
+def check_labels(ids, where: str, num_classes: int | None = None) -> int:
+    """Validate class ids (a sequence or int tensor) and return the class count K. Without a declared
+    `num_classes` the ids must be exactly 0..K-1, K the number of distinct ids (a gap is an error that
+    says how to renumber or declare the count). With one, every id must be below it, and classes
+    without an image are named in a warning. Nothing proportional to the ids' values is allocated."""
+    ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_CLASSES:
+            raise ValueError(f"{where}: num_classes must be an integer in [1, {MAX_CLASSES}], got {num_classes!r}")
+    if not ids:
+        return num_classes or 0
+    lo, hi = min(ids), max(ids)
+    if lo < 0:
+        raise ValueError(f"{where}: class ids must be >= 0, got {lo}")
+    if num_classes is None:
+        if hi >= MAX_CLASSES:
+            raise ValueError(f"{where}: class id {hi} is beyond the {MAX_CLASSES:,} classes polyinr accepts; "
+                             f"class ids must be 0..K-1 for K classes")
+        distinct = set(ids)
+        if hi + 1 != len(distinct):
+            unused = [i for i in range(hi + 1) if i not in distinct]
+            raise ValueError(f"{where}: class ids must be 0..{len(distinct) - 1} ({len(distinct)} distinct labels), "
+                             f"but the largest is {hi} and {len(unused)} ids below it have no image "
+                             f"(e.g. {unused[:5]}); renumber the labels 0..{len(distinct) - 1}, or declare "
+                             f"num_classes={hi + 1} (\"num_classes\" in dataset.json) to train with empty classes")
+        return hi + 1
+    if hi >= num_classes:
+        raise ValueError(f"{where}: class id {hi} is out of range for num_classes={num_classes} (ids 0..{num_classes - 1})")
+    counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=num_classes)
+    empty = np.flatnonzero(counts == 0).tolist()
+    if empty:
+        more = f" and {len(empty) - 10} more" if len(empty) > 10 else ""
+        warnings.warn(f"{where}: {len(empty)} of {num_classes} classes have no image: {empty[:10]}{more}; "
+                      f"a conditional model still learns an embedding for each", stacklevel=3)
+    return num_classes
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """In-memory dataset: images uint8 [N, C, H, W], labels int64 [N] or None (unlabelled)."""
 
@@ -99,12 +141,9 @@ class ImageDataset(torch.utils.data.Dataset):
                 got = (f"{labels.dtype} {list(labels.shape)}" if isinstance(labels, torch.Tensor)
                        else type(labels).__name__)
                 raise ValueError(f"labels: expected an int64 tensor [{images.shape[0]}], got {got}")
-            if len(labels) and int(labels.min()) < 0:
-                raise ValueError(f"labels: class ids must be >= 0, got {int(labels.min())}")
-            top = int(labels.max()) + 1 if len(labels) else 0
+            declared = None if class_names is None else len(class_names)
+            top = check_labels(labels, "labels", declared)
             class_names = list(class_names) if class_names is not None else [str(i) for i in range(top)]
-            if top > len(class_names):
-                raise ValueError(f"labels: class id {top - 1} but only {len(class_names)} class_names")
         elif class_names:
             raise ValueError("class_names: given for an unlabelled dataset (labels=None)")
         self.images = images
@@ -155,7 +194,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.files = _list_images(self.source)                         # sorted relative posix paths
         if not self.files:
             raise ValueError(f"{self.source}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-        labels = _read_labels(self.source, self.files)
+        labelled = _read_labels(self.source, self.files)                # validated before any image is read
         for name in self.files:                                        # header only: size check
             size = _open_image(self.source, name, load=False).size
             if resolution is None:
@@ -167,9 +206,9 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                                  f"--resolution {resolution}`")
         self.resolution = resolution
         self.channels = channels
-        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.int64)
-        self.num_classes = 0 if labels is None else max(labels) + 1
-        self.class_names = [str(i) for i in range(self.num_classes)]
+        self.labels = None if labelled is None else torch.tensor(labelled[0], dtype=torch.int64)
+        self.class_names = [] if labelled is None else labelled[1]
+        self.num_classes = len(self.class_names)
         self.name = self.path.stem if self.source.is_zip else self.path.name
         self.split = None
 
@@ -500,8 +539,10 @@ def _list_images(source: _Source) -> list[str]:
     return sorted(n for n in source.names() if n.lower().endswith(IMAGE_EXTENSIONS) and visible(n))
 
 
-def _read_labels(source: _Source, files: list[str]) -> list[int] | None:
-    """Class ids of `files` from dataset.json at the root, or None when absent or "labels": null."""
+def _read_labels(source: _Source, files: list[str]) -> tuple[list[int], list[str]] | None:
+    """Class ids of `files` and the class names from dataset.json at the root, or None when absent or
+    "labels": null. Optional keys: "num_classes" (declares the count when some classes have no image)
+    and "class_names" (one name per class). The ids are validated by `check_labels`."""
     if "dataset.json" not in source.names():
         return None
     where = f"dataset.json in {source}"
@@ -518,6 +559,12 @@ def _read_labels(source: _Source, files: list[str]) -> list[int] | None:
     if not isinstance(entries, list):
         raise ValueError(f'{where}: "labels" must be a list of [path, class_id] pairs or null, '
                          f"got {type(entries).__name__}")
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise ValueError(f'{where}: "class_names" must be a list of strings, got {names!r:.80}')
+    declared = meta.get("num_classes", None if names is None else len(names))
+    if names is not None and declared != len(names):
+        raise ValueError(f'{where}: "num_classes" is {declared!r} but "class_names" has {len(names)} names')
     known = set(files)
     labels = {}
     for entry in entries:
@@ -536,7 +583,9 @@ def _read_labels(source: _Source, files: list[str]) -> list[int] | None:
     if missing:
         raise ValueError(f"{where} has no label for image {missing[0]!r} ({len(missing)} of {len(files)} "
                          f'images unlabelled); label every image or write "labels": null')
-    return [labels[f] for f in files]
+    ids = [labels[f] for f in files]
+    k = check_labels(ids, where, declared)
+    return ids, names if names is not None else [str(i) for i in range(k)]
 
 
 def _open_image(source: _Source, name: str, load: bool = True) -> Image.Image:
@@ -576,12 +625,14 @@ def image_folder(path, resolution: int | None = None, channels: int = 3, workers
 
 
 def prepare(source, dest, resolution: int, transform: str | None = None, skip_bad: bool = False,
-            channels: int = 3) -> dict:
+            channels: int = 3, overwrite: bool = False) -> dict:
     """Convert the images of a folder or zip (with dataset.json labels if present) into a dataset
     zip: RGB or greyscale, square (transform="center-crop" crops the central square; otherwise a
     non-square image is an error), resized to `resolution` with Lanczos, stored as 00000000.png ...
     with dataset.json. Unreadable images raise a ValueError naming them, or are skipped and counted
-    with skip_bad=True. Returns {"written", "skipped", "bad_files", "labels", "num_classes", "dest"}."""
+    with skip_bad=True. An existing `dest` is an error unless overwrite=True (then it is replaced
+    atomically once the new zip is complete). Returns {"written", "skipped", "bad_files", "labels",
+    "num_classes", "dest"}."""
     _check_resolution(resolution, minimum=1)
     _check_channels(channels)
     if transform not in (None, "center-crop"):
@@ -592,10 +643,14 @@ def prepare(source, dest, resolution: int, transform: str | None = None, skip_ba
         raise ValueError(f"dest: expected a path ending in .zip, got '{dest}'")
     if dest == src.path:
         raise ValueError(f"dest: '{dest}' is the source itself")
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"dest: '{dest}' already exists; choose another path, or pass overwrite=True "
+                              f"(--overwrite) to replace it")
     files = _list_images(src)
     if not files:
         raise ValueError(f"{src}: no images ({', '.join(IMAGE_EXTENSIONS)}) found")
-    labels = _read_labels(src, files)
+    labelled = _read_labels(src, files)
+    labels, class_names = labelled if labelled is not None else (None, [])
     written, bad, out_labels = [], [], []
 
     def write(zf):
@@ -625,6 +680,8 @@ def prepare(source, dest, resolution: int, transform: str | None = None, skip_ba
             if labels is not None:
                 out_labels.append([out, labels[i]])
         meta = {"labels": out_labels if labels is not None else None}
+        if labels is not None:   # the class count survives skipped images (their classes may end up empty)
+            meta.update(num_classes=len(class_names), class_names=class_names)
         zf.writestr("dataset.json", json.dumps(meta))
 
     def write_zip(f):
@@ -632,7 +689,7 @@ def prepare(source, dest, resolution: int, transform: str | None = None, skip_ba
             write(zf)
 
     atomic_write(dest, write_zip)
-    num_classes = max((c for _, c in out_labels), default=-1) + 1
+    num_classes = len(class_names)
     return {"written": len(written), "skipped": len(bad), "bad_files": bad, "labels": labels is not None,
             "num_classes": num_classes, "dest": str(dest)}
 
@@ -699,6 +756,7 @@ def main(argv=None) -> int:
     p.add_argument("--transform", choices=["center-crop"], default=None, help="crop non-square images")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="1 greyscale, 3 RGB (default)")
+    p.add_argument("--overwrite", action="store_true", help="replace --dest if it exists")
     v = sub.add_parser("preview", help="save a grid of samples as PNG")
     v.add_argument("name", help="letters, digits, emoji, or a folder / .zip path")
     v.add_argument("--out", required=True, help="output .png")
@@ -708,7 +766,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.command == "prepare":
         summary = prepare(args.source, args.dest, args.resolution, transform=args.transform,
-                          skip_bad=args.skip_bad, channels=args.channels)
+                          skip_bad=args.skip_bad, channels=args.channels, overwrite=args.overwrite)
     else:
         summary = preview(args.name, args.out, resolution=args.resolution, split=args.split, n=args.n)
     print(json.dumps(summary))

@@ -17,13 +17,20 @@ into `run_dir`:
 `--resume` from a run of the same resolution continues it exactly; from a run at a lower resolution
 it starts the next progressive stage: the generator (and its EMA) is kept, D and the optimisers
 start fresh, and the image counter restarts at 0.
+
+A folder that already holds a run (a checkpoint, stats or tick grids) is never written over: training
+into it stops with an error unless it resumes that run, or `overwrite=True` (`--overwrite`) first moves
+the old folder aside to `<run_dir>.replaced-<UTC time>`. A run that fails before its first tick
+removes the folder entries it created.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +122,57 @@ def resolve_resume(resume) -> Path:
     if not p.is_file():
         raise FileNotFoundError(f"resume: {str(resume)!r} is neither a checkpoint file nor a run folder with latest.pt")
     return p
+
+
+def run_files(run_dir) -> list[str]:
+    """What of a training run `run_dir` holds: checkpoints, stats, tick grids. A notebook's config.json,
+    the reals grid or a launch request alone are not a run."""
+    d = Path(run_dir)
+    found = [n for n in ("latest.pt", "generator.pt", "stats.jsonl") if (d / n).exists()]
+    if (d / "samples").is_dir() and any((d / "samples").glob("fakes*.png")):
+        found.append("samples/fakes*.png")
+    return found
+
+
+def claim_run_dir(run_dir, resume=None, overwrite: bool = False, move: bool = True) -> Path | None:
+    """Make sure training into `run_dir` loses nothing. A folder holding a run may only be resumed
+    (`resume` inside it); otherwise it is a FileExistsError, or with `overwrite` the folder is renamed
+    to `<run_dir>.replaced-<UTC time>` (when `move`; rank 0 only under torchrun). Returns that path."""
+    found = run_files(run_dir)
+    if not found:
+        return None
+    d = Path(run_dir).resolve()
+    if resume is not None and resolve_resume(resume).resolve().parent == d:
+        return None                                                     # continuing this very run
+    if not overwrite:
+        raise FileExistsError(f"run_dir: {str(run_dir)!r} already holds a training run ({', '.join(found)}); pass "
+                              f"--resume {run_dir} to continue it, choose another --run-dir, or pass --overwrite "
+                              f"to move the old folder aside first")
+    if not move:
+        return None
+    aside = d.with_name(f"{d.name}.replaced-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+    n = 1
+    while aside.exists():
+        aside, n = aside.with_name(f"{aside.name.split('~')[0]}~{n}"), n + 1
+    d.rename(aside)
+    return aside
+
+
+@contextlib.contextmanager
+def _undo_failed_start(run_dir):
+    """If the block fails before the run saved anything (no checkpoint, stats or tick grid), remove
+    the folder entries it created (reals grid, samples/, config.json, the folder), so that a failed
+    start leaves the disk as it was."""
+    d = Path(run_dir)
+    made = [p for p in (d, d / "samples", d / "samples" / "reals.png", d / "config.json") if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        if not run_files(d):
+            for p in reversed(made):
+                with contextlib.suppress(OSError):
+                    p.rmdir() if p.is_dir() else p.unlink()
+        raise
 
 
 # --------------------------------------------------------------------------------------------- loop
@@ -280,10 +338,17 @@ def end_tick(run: Run, means: dict, img_per_s: float, seconds: float) -> None:
         f.write(json.dumps(line) + "\n")
     grid_z, grid_c, cols = run.grid
     ws = run.G_ema.mapping(grid_z, grid_c)
-    R, k = run.cfg.resolution, run.cur_nimg // 1000
-    save_grid(render(run.G_ema, ws, R, R), run.run_dir / "samples" / f"fakes{k:06d}.png", nrow=cols)
+    R, name = run.cfg.resolution, grid_name(run.cur_nimg)
+    save_grid(render(run.G_ema, ws, R, R), run.run_dir / "samples" / f"{name}.png", nrow=cols)
     save_grid(render(run.G_ema, ws[: 2 * cols], 4 * R, 4 * R),        # 4x grid: the first two rows
-              run.run_dir / "samples" / f"fakes{k:06d}_x4.png", nrow=cols)
+              run.run_dir / "samples" / f"{name}_x4.png", nrow=cols)
+
+
+def grid_name(nimg: int) -> str:
+    """Sample-grid file stem at `nimg` images: fakes000070 at 70 kimg; fakes000000.032 at 32 images,
+    so ticks shorter than a kimg never share a name. Names sort in training order."""
+    k, rest = divmod(int(nimg), 1000)
+    return f"fakes{k:06d}" + (f".{rest:03d}" if rest else "")
 
 
 def save_run(run: Run, final: bool = False) -> None:
@@ -300,7 +365,7 @@ def save_run(run: Run, final: bool = False) -> None:
 
 
 def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=None,
-          stop_after_steps: int | None = None) -> Path:
+          stop_after_steps: int | None = None, overwrite: bool = False) -> Path:
     """Train according to `cfg` into `run_dir`; returns run_dir. Under torchrun every process calls
     this; rank 0 writes the run folder. `stop_after_steps` ends the loop early without a final
     checkpoint (used to simulate a crash in tests).
@@ -308,10 +373,20 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
     Data parallelism: every rank draws the same global batch (indices, latents, augmentation), uses
     its slice of batch / world_size samples (in micro-batches of batch_gpu), and gradients are
     averaged over ranks, so the result does not depend on the number of processes. The global RNGs
-    of rank r are seeded with seed * world_size + r (recorded in config.json)."""
-    run = build_run(cfg, run_dir, device)
-    ck = restore_run(run, resume) if resume is not None else None
-    prepare_run(run, resume, ck)
+    of rank r are seeded with seed * world_size + r (recorded in config.json).
+
+    A `run_dir` holding another run is an error (see `claim_run_dir`; `overwrite` moves it aside)."""
+    claim_run_dir(run_dir, resume, overwrite, move=int(os.environ.get("RANK", "0")) == 0)
+    with _undo_failed_start(run_dir):
+        run = build_run(cfg, run_dir, device)
+        ck = restore_run(run, resume) if resume is not None else None
+        prepare_run(run, resume, ck)
+        return _loop(run, progress, stop_after_steps)
+
+
+def _loop(run: Run, progress: bool, stop_after_steps: int | None) -> Path:
+    """Steps, ticks and checkpoints until cfg.kimg; then the final generator.pt."""
+    cfg = run.cfg
     total, tick_nimg = int(cfg.kimg * 1000), int(cfg.tick_kimg * 1000)
     next_tick = (run.cur_nimg // tick_nimg + 1) * tick_nimg
     bar = progress_bar(total=total / 1000, initial=min(run.cur_nimg, total) / 1000, unit="kimg",
@@ -364,12 +439,13 @@ def read_stats(run_dir) -> list[dict]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.is_file() else []
 
 
-def launch(cfg: TrainConfig, run_dir, nproc: int, resume=None, progress: bool = True) -> Path:
+def launch(cfg: TrainConfig, run_dir, nproc: int, resume=None, progress: bool = True, overwrite: bool = False) -> Path:
     """Run `train(cfg, run_dir)` as a torchrun job of `nproc` processes (gloo on CPU, NCCL on GPUs),
     following its progress from stats.jsonl; for notebooks. On a CPU each process gets
     cpu_count // nproc threads. Raises with the job's last output if it fails."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc: expected a positive integer, got {nproc!r}")
+    claim_run_dir(run_dir, resume, overwrite)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     request = run_dir / "train_request.json"

@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

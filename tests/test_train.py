@@ -19,8 +19,16 @@ from polyinr.training.discriminator import (
     ProjectedDiscriminator,
     RandomProjection,
     build_D,
+    minibatch_std,
 )
-from polyinr.training.losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
+from polyinr.training.losses import (
+    classifier_guidance_loss,
+    d_hinge_loss,
+    d_ns_loss,
+    g_hinge_loss,
+    g_ns_loss,
+    r1_penalty,
+)
 
 TINY = dict(g_overrides={"width": 16, "levels": 3}, resolution=8, batch=4, kimg=0.016, tick_kimg=0.008,
             d_width=8, d_max_width=16, precision="fp32", deterministic=True, grid_rows=1)
@@ -40,6 +48,59 @@ def test_hinge_losses_by_hand():
     assert d["d_fake"].item() == pytest.approx((0 + 1.0 + 2.5) / 3)      # relu(1 + fake)
     assert d["loss"].item() == pytest.approx(2.0)
     assert g_hinge_loss(fake)["loss"].item() == pytest.approx(-(-2.0 + 0.0 + 1.5) / 3)
+
+
+def test_non_saturating_losses_by_hand():
+    real = torch.tensor([[2.0], [0.0]])
+    fake = torch.tensor([[-1.0], [3.0]])
+    sp = lambda v: math.log1p(math.exp(v))   # noqa: E731  softplus
+    d = d_ns_loss(real, fake)
+    assert d["d_real"].item() == pytest.approx((sp(-2.0) + sp(0.0)) / 2)
+    assert d["d_fake"].item() == pytest.approx((sp(-1.0) + sp(3.0)) / 2)
+    assert d["loss"].item() == pytest.approx(d["d_real"].item() + d["d_fake"].item())
+    assert g_ns_loss(fake)["loss"].item() == pytest.approx((sp(1.0) + sp(-3.0)) / 2)
+
+
+def test_r1_penalty_of_a_linear_and_a_quadratic_critic():
+    """D(x) = <a, x>: grad = a for every sample, so R1 = gamma / 2 |a|^2. D(x) = sum x^2: grad = 2x."""
+    a = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    x = torch.randn(5, 1, 2, 2, requires_grad=True)
+    out = r1_penalty((x.flatten(1) * a).sum(1, keepdim=True), x, gamma=0.4)
+    assert out["r1"].item() == pytest.approx(a.square().sum().item(), rel=1e-6)
+    assert out["loss"].item() == pytest.approx(0.2 * a.square().sum().item(), rel=1e-6)
+    x = torch.tensor([[[[1.0, 2.0]]], [[[0.0, -1.0]]]], requires_grad=True)
+    out = r1_penalty(x.square().flatten(1).sum(1, keepdim=True), x, gamma=1.0)
+    assert out["r1"].item() == pytest.approx((4 * 5 + 4 * 1) / 2)            # mean of |2x|^2 over the 2 samples
+    w = torch.tensor(2.0, requires_grad=True)                                # differentiable: D can train on it
+    r1_penalty((w * x).flatten(1).sum(1, keepdim=True), x, 1.0)["loss"].backward()
+    assert w.grad.item() == pytest.approx(0.5 * 2 * 2 * 2)                   # d/dw (w^2 * 2 / 2) = 2w
+
+
+def test_minibatch_std_by_hand():
+    x = torch.zeros(4, 2, 1, 1)
+    x[:, 0, 0, 0] = torch.tensor([0.0, 1.0, 2.0, 5.0])           # groups of 2: samples (0, 2) and (1, 3)
+    y = minibatch_std(x, 2)
+    assert y.shape == (4, 3, 1, 1) and torch.equal(y[:, :2], x)
+    s02, s13 = (1.0 + 1e-8) ** 0.5 / 2, (4.0 + 1e-8) ** 0.5 / 2      # std across the group, mean over 2 channels
+    assert y[:, 2, 0, 0].tolist() == pytest.approx([s02 + 1e-4 / 2, s13 + 1e-4 / 2, s02 + 1e-4 / 2, s13 + 1e-4 / 2],
+                                                   abs=1e-4)
+    with pytest.raises(ValueError, match="d_mbstd: the group size 4 must divide the batch seen by D \\(6\\)"):
+        minibatch_std(torch.zeros(6, 1, 2, 2), 4)
+    D = ConvDiscriminator(1, 16, 3, width=8, max_width=16, mbstd=4).eval()
+    same = torch.randn(1, 1, 16, 16).repeat(4, 1, 1, 1)
+    varied = torch.cat([same[:1], torch.randn(3, 1, 16, 16)])
+    with torch.no_grad():   # the first sample's logit depends on the rest of the batch only through the std channel
+        assert not torch.allclose(D(same, torch.zeros(4, dtype=torch.long))[0], D(varied, torch.zeros(4, dtype=torch.long))[0])
+
+
+def test_loss_options_train_and_are_checked(tmp_path):
+    stats = T.read_stats(T.train(tiny(loss="ns", r1_gamma=1.0, r1_every=2, d_mbstd=2), tmp_path / "run", progress=False))
+    assert len(stats) == 2 and all(math.isfinite(s["r1"]) and s["r1"] > 0 for s in stats)
+    for bad, message in [({"loss": "wgan"}, "loss must be one of"), ({"r1_gamma": -1.0}, "r1_gamma must be"),
+                         ({"r1_every": 0}, "r1_every must be"), ({"d_mbstd": -1}, "d_mbstd must be"),
+                         ({"d_mbstd": 4, "discriminator": "projected"}, "belongs to the conv discriminator")]:
+        with pytest.raises(ValueError, match=message):
+            tiny(**bad)
 
 
 def test_classifier_guidance_by_hand():

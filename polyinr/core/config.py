@@ -11,6 +11,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+# GAN losses (`polyinr.training.losses`).
+LOSSES = ("hinge", "ns")
+
 # DiffAugment's operations, in the order they are applied (`polyinr.training.augment`).
 POLICIES = ("color", "translation", "cutout")
 
@@ -139,10 +142,15 @@ class TrainConfig:
     discriminator: str = "conv"      # "conv" | "projected"
     d_width: int = 64                # conv D: channels of the first block
     d_max_width: int = 256           # conv D: channel cap
+    d_mbstd: int = 0                 # conv D: minibatch-standard-deviation group size (StyleGAN2; 0 = off)
     backbones: tuple = ("tf_efficientnet_lite0", "deit_base_distilled_patch16_224")  # projected D
     d_input_size: int = 224          # projected D: images are resized to this before the backbones
     pretrained: bool = True          # projected D: pretrained backbones (False = random, tests only)
     backbone_weights: str | None = None   # folder with NAME.safetensors / .pth for offline machines
+    # Loss and regularisation.
+    loss: str = "hinge"              # "hinge" (the release) | "ns" (non-saturating logistic, StyleGAN2)
+    r1_gamma: float = 0.0            # R1 penalty gamma/2 E|grad_x D(x_real)|^2 (0 = off) ...
+    r1_every: int = 4                # ... applied every N-th D step with weight N (lazy regularisation)
     # Optimisation.
     lr_g: float = 1e-4
     lr_d: float = 2e-4
@@ -180,8 +188,15 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
-        for name in ["resolution", "batch", "d_width", "d_max_width", "d_input_size", "snapshot_ticks", "grid_rows"]:
+        for name in ["resolution", "batch", "d_width", "d_max_width", "d_input_size", "snapshot_ticks", "grid_rows",
+                     "r1_every"]:
             pos_int(name)
+        if isinstance(self.d_mbstd, bool) or not isinstance(self.d_mbstd, int) or self.d_mbstd < 0:
+            raise ValueError(f"TrainConfig.d_mbstd must be an integer >= 0 (0 = off), got {self.d_mbstd!r}")
+        if self.d_mbstd and self.discriminator != "conv":
+            raise ValueError("TrainConfig.d_mbstd: the minibatch-std layer belongs to the conv discriminator")
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss must be one of {LOSSES}, got {self.loss!r}")
         if self.batch_gpu is not None:
             pos_int("batch_gpu")
         if self.preset not in PRESETS:
@@ -194,7 +209,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
-        for name in ["blur_init_sigma", "blur_fade_kimg", "cls_weight"]:
+        for name in ["blur_init_sigma", "blur_fade_kimg", "cls_weight", "r1_gamma"]:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {v!r}")

@@ -45,11 +45,28 @@ class ResBlockDown(nn.Module):
         return F.avg_pool2d(h, 2) + F.avg_pool2d(self.skip(x), 2)
 
 
+def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """StyleGAN2's minibatch standard deviation: x [B, C, H, W] -> [B, C + 1, H, W], the extra channel
+    holding, for each group of `group` samples (min(group, B), which must divide B), the mean over
+    channels and positions of the features' standard deviation across the group. A D that sees it
+    can tell a batch of near-identical samples from a varied one."""
+    B, C, H, W = x.shape
+    g = min(group, B)
+    if B % g:
+        raise ValueError(f"d_mbstd: the group size {g} must divide the batch seen by D ({B})")
+    y = x.float().reshape(g, B // g, C, H, W)
+    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))       # [B // g]
+    y = y.repeat(g).reshape(B, 1, 1, 1).expand(B, 1, H, W).to(x.dtype)
+    return torch.cat([x, y], dim=1)
+
+
 class ConvDiscriminator(nn.Module):
     """Residual SN-conv D: resolution R -> 4x4 in log2(R/4) blocks, channel widths doubling from
-    `width` up to `max_width`; logits = linear(f) + <embed(c), f> with f the spatially summed features."""
+    `width` up to `max_width`; logits = linear(f) + <embed(c), f> with f the spatially summed features.
+    With `mbstd` > 0, a minibatch-std channel and a 3x3 conv come before the sum (StyleGAN2's D end)."""
 
-    def __init__(self, channels: int, resolution: int, num_classes: int = 0, width: int = 64, max_width: int = 256):
+    def __init__(self, channels: int, resolution: int, num_classes: int = 0, width: int = 64, max_width: int = 256,
+                 mbstd: int = 0):
         super().__init__()
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution: the conv discriminator needs a power of two >= 8, got {resolution}")
@@ -59,13 +76,18 @@ class ConvDiscriminator(nn.Module):
             blocks.append(ResBlockDown(cin, cout, first=(i == 0)))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
+        self.mbstd = mbstd
+        self.mbstd_conv = spectral_norm(nn.Conv2d(cin + 1, cin, 3, padding=1)) if mbstd else None
         self.out = spectral_norm(nn.Linear(cin, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, cin)) if num_classes else None
         self.num_classes = num_classes
         self.resolution = resolution
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        f = F.leaky_relu(self.blocks(x), 0.2).sum(dim=(2, 3))       # [B, ch]
+        h = self.blocks(x)                                           # [B, ch, 4, 4]
+        if self.mbstd:
+            h = self.mbstd_conv(minibatch_std(F.leaky_relu(h, 0.2), self.mbstd))
+        f = F.leaky_relu(h, 0.2).sum(dim=(2, 3))                     # [B, ch]
         logits = self.out(f)                                         # [B, 1]
         if self.embed is not None:
             logits = logits + (self.embed(c) * f).sum(dim=1, keepdim=True)
@@ -176,7 +198,7 @@ class ProjectedDiscriminator(nn.Module):
 
 
 def build_discriminator(kind: str, channels: int, resolution: int, num_classes: int = 0, **kw) -> nn.Module:
-    """kind = "conv" (kw: width, max_width) or "projected" (kw: backbones, input_size, pretrained,
+    """kind = "conv" (kw: width, max_width, mbstd) or "projected" (kw: backbones, input_size, pretrained,
     backbone_weights, cmap_dim, projection_seed)."""
     if kind == "conv":
         return ConvDiscriminator(channels, resolution, num_classes, **kw)
@@ -189,7 +211,7 @@ def build_D(cfg: TrainConfig, channels: int, num_classes: int) -> nn.Module:
     """The discriminator a training config asks for."""
     if cfg.discriminator == "conv":
         return build_discriminator("conv", channels, cfg.resolution, num_classes, width=cfg.d_width,
-                                   max_width=cfg.d_max_width)
+                                   max_width=cfg.d_max_width, mbstd=cfg.d_mbstd)
     return build_discriminator("projected", channels, cfg.resolution, num_classes, backbones=cfg.backbones,
                                input_size=cfg.d_input_size, pretrained=cfg.pretrained,
                                backbone_weights=cfg.backbone_weights, projection_seed=cfg.seed)

@@ -1,6 +1,6 @@
 """Losses of the training recipe (StyleGAN-XL / Projected GAN, as used by the Poly-INR release):
-hinge loss for D and G, and an optional classifier-guidance cross-entropy for G. Pure functions
-returning named terms for logging.
+hinge loss for D and G, or StyleGAN2's non-saturating logistic loss; the R1 gradient penalty; and an
+optional classifier-guidance cross-entropy for G. Pure functions returning named terms for logging.
 """
 from __future__ import annotations
 
@@ -19,6 +19,31 @@ def g_hinge_loss(fake_logits: torch.Tensor) -> dict:
     """G: mean -D(fake)."""
     loss = -fake_logits.float().mean()
     return {"loss": loss, "g_adv": loss}
+
+
+def d_ns_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> dict:
+    """D: mean softplus(-D(real)) + mean softplus(D(fake)) (the logistic loss of StyleGAN2)."""
+    real = F.softplus(-real_logits.float()).mean()
+    fake = F.softplus(fake_logits.float()).mean()
+    return {"loss": real + fake, "d_real": real, "d_fake": fake}
+
+
+def g_ns_loss(fake_logits: torch.Tensor) -> dict:
+    """G: mean softplus(-D(fake)) (non-saturating)."""
+    loss = F.softplus(-fake_logits.float()).mean()
+    return {"loss": loss, "g_adv": loss}
+
+
+D_LOSSES = {"hinge": d_hinge_loss, "ns": d_ns_loss}
+G_LOSSES = {"hinge": g_hinge_loss, "ns": g_ns_loss}
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor, gamma: float) -> dict:
+    """gamma / 2 * mean over samples of |grad_x sum D(x)|^2 at the real inputs x (which must require
+    grad); differentiable (create_graph) so that D can be trained on it."""
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_inputs, create_graph=True)
+    sq = grad.float().square().flatten(1).sum(1).mean()
+    return {"loss": 0.5 * gamma * sq, "r1": sq}
 
 
 def classifier_guidance_loss(class_logits: torch.Tensor, c: torch.Tensor, weight: float) -> dict:

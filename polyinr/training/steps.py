@@ -1,6 +1,6 @@
 """The training step of the recipe (StyleGAN-XL as used by the Poly-INR release, paper section 4) as
-small functions: a D step on real and generated images (hinge loss, DiffAugment, optional fading
-blur), a G step (hinge loss, optional classifier guidance), and the EMA of G. Each step accumulates
+small functions: a D step on real and generated images (hinge or non-saturating loss, optional R1,
+DiffAugment, optional fading blur), a G step (the same loss, optional classifier guidance), and the EMA of G. Each step accumulates
 over micro-batches, averages gradients over processes and returns its named loss terms.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from ..core.config import TrainConfig
 from . import augment as aug
 from .distributed import Dist
-from .losses import classifier_guidance_loss, d_hinge_loss, g_hinge_loss
+from .losses import D_LOSSES, G_LOSSES, classifier_guidance_loss, r1_penalty
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,6 +55,9 @@ class StepContext:
     micro: int | None = None          # micro-batch size (gradient accumulation); None = the whole batch
     dist: Dist | None = None
     scalers: dict | None = None       # {"D": GradScaler, "G": GradScaler} for fp16 (None otherwise)
+    loss: str = "hinge"               # "hinge" | "ns" (losses.D_LOSSES / G_LOSSES)
+    r1_gamma: float = 0.0             # R1 weight; applied on the D steps asked for, times r1_every
+    r1_every: int = 1
 
     def backward(self, loss, which: str) -> None:
         scaler = self.scalers[which] if self.scalers else None
@@ -105,25 +108,33 @@ def _micro_slices(n: int, micro: int | None):
     return [slice(i, min(i + m, n)) for i in range(0, n, m)]
 
 
-def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None, aug_fake=None) -> dict:
-    """One D update on this process's batch: hinge loss on real and generated images, accumulated
-    over micro-batches and averaged over processes. Also updates G's w_avg."""
+def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None, aug_fake=None,
+           r1: bool = False) -> dict:
+    """One D update on this process's batch: the loss (ctx.loss) on real and generated images, plus
+    the R1 penalty on the real ones when `r1` (in fp32, weighted by ctx.r1_every: lazy
+    regularisation), accumulated over micro-batches and averaged over processes. Also updates G's w_avg."""
     n = real.shape[0]
     D.requires_grad_(True)
     opt_D.zero_grad(set_to_none=True)
-    out = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0}
+    out = {"d_loss": 0.0, "d_real": 0.0, "d_fake": 0.0, **({"r1": 0.0} if r1 else {})}
+    d_loss = D_LOSSES[ctx.loss]
     for s in _micro_slices(n, ctx.micro):
         w = (s.stop - s.start) / n
         with torch.no_grad(), _ctx(ctx):
             fake = G(z[s], select(c_fake, s), update_w_avg=True)
         with _ctx(ctx):
-            terms = d_hinge_loss(D(ctx.d_input(real[s], select(aug_real, s)), select(c_real, s)),
-                                 D(ctx.d_input(fake.float(), select(aug_fake, s)), select(c_fake, s)))
+            terms = d_loss(D(ctx.d_input(real[s], select(aug_real, s)), select(c_real, s)),
+                           D(ctx.d_input(fake.float(), select(aug_fake, s)), select(c_fake, s)))
+        if r1:
+            x = ctx.d_input(real[s], select(aug_real, s)).detach().requires_grad_(True)
+            with torch.autocast(x.device.type, enabled=False):
+                pen = r1_penalty(D(x, select(c_real, s)), x, ctx.r1_gamma)
+            terms.update(loss=terms["loss"] + pen["loss"] * ctx.r1_every, r1=pen["r1"])
         bad = _nonfinite(terms)
         if bad:
             break
         ctx.backward(terms["loss"] * w, "D")
-        for k, name in (("loss", "d_loss"), ("d_real", "d_real"), ("d_fake", "d_fake")):
+        for k, name in (("loss", "d_loss"), ("d_real", "d_real"), ("d_fake", "d_fake")) + ((("r1", "r1"),) if r1 else ()):
             out[name] += terms[k].item() * w
     _check_finite(bad, "D", ctx)
     if ctx.dist is not None:
@@ -133,7 +144,7 @@ def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None
 
 
 def g_step(G, D, opt_G, z, c, ctx: StepContext, aug_fake=None) -> dict:
-    """One G update: hinge loss (+ classifier guidance when cls_weight > 0), accumulated over
+    """One G update: the loss (+ classifier guidance when cls_weight > 0), accumulated over
     micro-batches and averaged over processes."""
     n = z.shape[0]
     D.requires_grad_(False)
@@ -143,7 +154,7 @@ def g_step(G, D, opt_G, z, c, ctx: StepContext, aug_fake=None) -> dict:
         w = (s.stop - s.start) / n
         with _ctx(ctx):
             fake = G(z[s], select(c, s))
-            terms = g_hinge_loss(D(ctx.d_input(fake, select(aug_fake, s)), select(c, s)))
+            terms = G_LOSSES[ctx.loss](D(ctx.d_input(fake, select(aug_fake, s)), select(c, s)))
             loss = terms["loss"]
             out["g_loss"] += terms["g_adv"].item() * w
             if ctx.classifier is not None and ctx.cls_weight > 0:

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .core.config import get_train_preset
+from .evaluation.protocols import tick_evaluator
 from .tools.cli import run_cli
 from .training.loop import train
 
@@ -43,7 +44,8 @@ def main(argv=None) -> int:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     cfg = get_train_preset(args.preset, **overrides)
-    train(cfg, args.run_dir, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    train(cfg, args.run_dir, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+          evaluator=tick_evaluator(cfg))
     print(args.run_dir)
     return 0
 

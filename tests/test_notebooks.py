@@ -233,3 +233,25 @@ def test_10_explorer_notebook(smoke):
     assert m["mapping_cache_hits"] > 0
     assert 0 <= m["bf16_vs_f32_mean_abs_diff_u8"] < 10
     assert (run / "explorer_views.png").stat().st_size > 1000
+
+
+def test_11_baselines_notebook(smoke):
+    run, m = smoke("11_baselines")
+    keys = {"params", "fd_letters", "precision_letters", "recall_letters", "class_consistency", "img_per_s",
+            "fd_letters_x4"}
+    for arch in ("polyinr", "conv", "cips"):
+        assert set(m[arch]) == keys and all(math.isfinite(v) for v in m[arch].values()), arch
+        assert 0 <= m[arch]["recall_letters"] <= 1 and m[arch]["img_per_s"] > 0
+        fit = polyinr.load_generator(run / "fits" / f"{arch}-s0" / "generator.pt")
+        assert fit.cfg.arch == arch and polyinr.count_parameters(fit) == m[arch]["params"]
+    assert abs(m["conv"]["params"] / m["polyinr"]["params"] - 1) < 0.10
+    assert abs(m["cips"]["params"] / m["polyinr"]["params"] - 1) < 0.10
+    fits = m["fits"]
+    assert [fits[f"polyinr-s{s}"]["seed"] for s in range(3)] == [0, 1, 2]
+    assert m["polyinr"]["fd_letters"] == pytest.approx(sum(fits[f"polyinr-s{s}"]["fd_letters"] for s in range(3)) / 3)
+    # conv: the 4x column is its bicubic upsampling, so both 4x scores are one number
+    assert fits["conv-s0"]["fd_letters_x4"] == pytest.approx(fits["conv-s0"]["fd_letters_bicubic_x4"])
+    assert fits["cips-s0"]["fd_letters_x4"] != pytest.approx(fits["cips-s0"]["fd_letters_bicubic_x4"])
+    assert set(m["same_time"]) == {"polyinr", "conv", "cips"}
+    assert [(c["levels"], c["width"]) for c in m["capacity"]] == [(2, 16), (4, 16)]
+    assert len(m["ablations"]) >= 2 and (run / "capacity.png").stat().st_size > 1000

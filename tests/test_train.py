@@ -393,7 +393,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
 
 def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_loss = S.d_hinge_loss
+    real_loss = S.D_LOSSES["hinge"]
 
     def flaky(r, f):
         calls["n"] += 1
@@ -402,7 +402,7 @@ def test_non_finite_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypat
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(S, "d_hinge_loss", flaky)
+    monkeypatch.setitem(S.D_LOSSES, "hinge", flaky)
     with pytest.raises(S.NonFiniteLossError, match="non-finite loss"):
         T.train(tiny(kimg=0.032), tmp_path / "run", progress=False)
     ck = load_checkpoint(tmp_path / "run" / "latest.pt")

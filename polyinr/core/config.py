@@ -11,6 +11,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+# Generator families (`polyinr.core.model.SYNTHESES`): Poly-INR and the two baselines.
+ARCHS = ("polyinr", "conv", "cips")
+
 # GAN losses (`polyinr.training.losses`).
 LOSSES = ("hinge", "ns")
 
@@ -49,6 +52,7 @@ class ModelConfig:
     mapping_lr_mult: float = 0.1     # equalised-LR learning-rate multiplier of those layers
     w_avg_beta: float = 0.998        # decay of the running mean of w (per class when conditional)
     # Synthesis network (w, coordinates -> rgb).
+    arch: str = "polyinr"            # "polyinr" | "conv" (StyleGAN2-like) | "cips" (CIPS-like); see core.baselines
     width: int = 1024                # n: channels of every level
     levels: int = 10                 # L: number of levels (= number of per-level w copies)
     img_channels: int = 3
@@ -80,6 +84,16 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.w_avg_beta must be in [0, 1], got {self.w_avg_beta!r}")
         if self.clamp is not None and not (isinstance(self.clamp, (int, float)) and self.clamp > 0):
             raise ValueError(f"ModelConfig.clamp must be a positive number or None, got {self.clamp!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"ModelConfig.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.arch == "conv":
+            r = self.resolution
+            if r < 8 or r & (r - 1):
+                raise ValueError(f"ModelConfig.resolution: the conv generator needs a power of two >= 8, got {r}")
+            need = 2 * int(math.log2(r)) - 3
+            if self.levels != need:
+                raise ValueError(f"ModelConfig.levels: the conv generator at resolution {r} has {need} style inputs "
+                                 f"(one 4x4 conv, two per doubling); set levels={need}, got {self.levels}")
         for name in ["warp", "coord_act", "style_fc"]:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be True or False, got {getattr(self, name)!r}")
@@ -172,6 +186,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False      # torch.use_deterministic_algorithms (bit-exact resume on CPU)
     tick_kimg: float = 4.0           # log, sample grids every tick
+    eval_ticks: int = 0              # score the EMA generator every N ticks and at the end (0 = off): ...
+    eval_num: int = 2000             # ... on this many fixed latents (letters data: FD, precision, recall, consistency)
     snapshot_ticks: int = 1          # checkpoint (latest.pt) every N ticks
     grid_rows: int = 4               # sample grid: rows of fixed seeds x one column per class (<= 26)
     workers: int = 0                 # image-decoding threads for folder / zip datasets
@@ -189,8 +205,10 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive integer, got {v!r}")
         for name in ["resolution", "batch", "d_width", "d_max_width", "d_input_size", "snapshot_ticks", "grid_rows",
-                     "r1_every"]:
+                     "r1_every", "eval_num"]:
             pos_int(name)
+        if isinstance(self.eval_ticks, bool) or not isinstance(self.eval_ticks, int) or self.eval_ticks < 0:
+            raise ValueError(f"TrainConfig.eval_ticks must be an integer >= 0 (0 = off), got {self.eval_ticks!r}")
         if isinstance(self.d_mbstd, bool) or not isinstance(self.d_mbstd, int) or self.d_mbstd < 0:
             raise ValueError(f"TrainConfig.d_mbstd must be an integer >= 0 (0 = off), got {self.d_mbstd!r}")
         if self.d_mbstd and self.discriminator != "conv":
@@ -217,7 +235,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         if not isinstance(self.g_overrides, dict):
             raise ValueError(f"TrainConfig.g_overrides must be a dict of ModelConfig fields, got {self.g_overrides!r}")
-        get_preset(self.preset, **self.g_overrides)   # validates the overrides
+        get_preset(self.preset, **{**self.g_overrides, "resolution": self.resolution})   # validates the overrides
         parse_policy(self.diffaugment)
 
     def to_dict(self) -> dict:

@@ -81,14 +81,30 @@ def show_row(axes, images, titles=None, normalize: bool = False) -> None:
 
 
 def plot_training_stats(stats: list[dict], keys=("d_loss", "d_real", "d_fake", "g_loss")):
-    """Loss curves and throughput from stats.jsonl records; returns the matplotlib figure."""
+    """Loss curves, the in-training quality scores when the run has them (letters-FD on a log axis;
+    precision, recall and class consistency on [0, 1]) and throughput from stats.jsonl records;
+    returns the matplotlib figure."""
     import matplotlib.pyplot as plt  # lazy: pyplot picks a backend on import
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.5))
+    scored = [s for s in stats if "fd_letters" in s]
+    fig, axes = plt.subplots(1, 3 if scored else 2, figsize=(16 if scored else 11, 3.5))
+    ax, ax2 = axes[0], axes[-1]
     kimg = [s["kimg"] for s in stats]
     for k in keys:
         if stats and k in stats[0]:
             ax.plot(kimg, [s[k] for s in stats], "o-", label=k, markersize=3)
     ax.set_xlabel("kimg"), ax.set_ylabel("loss (mean over the tick)"), ax.legend(), ax.grid(alpha=0.3)
+    if scored:
+        q, qk = axes[1], [s["kimg"] for s in scored]
+        q.semilogy(qk, [s["fd_letters"] for s in scored], "ko-", markersize=3, label="letters-FD (left)")
+        q.set_xlabel("kimg"), q.set_ylabel("letters-FD"), q.grid(alpha=0.3)
+        r = q.twinx()
+        for k, style in (("precision_letters", "o-"), ("recall_letters", "s-"), ("class_consistency_letters", "^-")):
+            if k in scored[0]:
+                r.plot(qk, [s[k] for s in scored], style, markersize=3, label=k.replace("_letters", ""))
+        r.set_ylim(0, 1), r.set_ylabel("precision / recall / consistency")
+        lines = q.get_legend_handles_labels()[0] + r.get_legend_handles_labels()[0]
+        r.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="center right")
+        q.set_title("quality of the EMA generator on fixed latents", fontsize=9)
     ax2.plot(kimg, [s["img_per_s"] for s in stats], "o-", markersize=3)
     ax2.set_xlabel("kimg"), ax2.set_ylabel("images / s"), ax2.grid(alpha=0.3)
     fig.tight_layout()

@@ -20,6 +20,7 @@ Shape letters: B batch, P pixels, L levels, n channels, H, W image size.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -27,37 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .baselines import CIPSSynthesis, ConvSynthesis, conv_levels
 from .config import ModelConfig, get_preset
 from .grid import check_coords
+from .layers import FC, SynthesisBase, normalize_2nd_moment
 from .render import synthesize
-
-SQRT2 = math.sqrt(2.0)
-
-
-class FC(nn.Module):
-    """Fully connected layer with equalised learning rate (StyleGAN2): weights ~ N(0, 1) / lr_mult,
-    scaled by lr_mult / sqrt(fan_in) at run time; 'lrelu' is LeakyReLU(0.2) with gain sqrt(2)."""
-
-    def __init__(self, in_features: int, out_features: int, act: str = "linear", lr_mult: float = 1.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mult)
-        self.bias = nn.Parameter(torch.zeros(out_features))
-        self.weight_gain = lr_mult / math.sqrt(in_features)
-        self.bias_gain = lr_mult
-        self.act = act
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x, self.weight * self.weight_gain, self.bias * self.bias_gain)
-        if self.act == "lrelu":
-            x = F.leaky_relu(x, 0.2) * SQRT2
-        return x
-
-    def extra_repr(self) -> str:
-        return f"in={self.weight.shape[1]}, out={self.weight.shape[0]}, act={self.act}"
-
-
-def _normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 
 
 def check_classes(c, num_classes: int, batch: int, device) -> torch.Tensor | None:
@@ -122,9 +97,9 @@ class MappingNetwork(nn.Module):
         """The mapping in the dtype of z, without the input checks and the fp32 guard of `forward`
         (c: validated class ids or None). For shape-only runs and float64 measurements."""
         cfg = self.cfg
-        x = _normalize_2nd_moment(z)
+        x = normalize_2nd_moment(z)
         if c is not None:
-            y = _normalize_2nd_moment(self.embed_proj(self.embed(c)))
+            y = normalize_2nd_moment(self.embed_proj(self.embed(c)))
             x = torch.cat([x, y], dim=1)
         for fc in self.fcs:
             x = fc(x)                                                  # [B, w_dim]
@@ -181,12 +156,11 @@ class Level(nn.Module):
         return A, mt[:, :4].view(-1, 2, 2), mt[:, 4:].view(-1, 1, 2)      # M [B, 2, 2], t [B, 1, 2]
 
 
-class Synthesis(nn.Module):
+class Synthesis(SynthesisBase):
     """ws [B, L, w_dim] and coordinates [P, 2] or [B, P, 2] -> rgb [B, P, 3]."""
 
     def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.levels = nn.ModuleList(Level(cfg, i) for i in range(cfg.levels))
         self.to_rgb = nn.Linear(cfg.width, cfg.img_channels)
         self.reset_parameters()
@@ -219,13 +193,9 @@ class Synthesis(nn.Module):
         nn.init.normal_(self.to_rgb.weight, std=0.5 / math.sqrt(n))
         nn.init.zeros_(self.to_rgb.bias)
 
-    def check_ws(self, ws: torch.Tensor) -> None:
-        cfg = self.cfg
-        if not isinstance(ws, torch.Tensor) or ws.dim() != 3 or ws.shape[1:] != (cfg.levels, cfg.w_dim):
-            got = list(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
-            raise ValueError(f"ws: expected shape [B, {cfg.levels}, {cfg.w_dim}], got {got}")
-        if ws.shape[0] == 0:
-            raise ValueError(f"ws: expected at least one latent, got batch 0 ({list(ws.shape)})")
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The per-level heads A_i, M_i, t_i: they scale every feature multiplicatively."""
+        return [p for lvl in self.levels for m in (lvl.affine, lvl.warp) if m is not None for p in m.parameters()]
 
     def styles(self, ws: torch.Tensor) -> torch.Tensor:
         """Per-sample coordinate maps of every level, computed once per latent (not per pixel):
@@ -293,7 +263,7 @@ class Generator(nn.Module):
         self.cfg = cfg
         self.preset = preset
         self.mapping = MappingNetwork(cfg)
-        self.synthesis = Synthesis(cfg)
+        self.synthesis = SYNTHESES[cfg.arch](cfg)
 
     def forward(self, z, c=None, height: int | None = None, width: int | None = None, psi: float = 1.0,
                 update_w_avg: bool = False) -> torch.Tensor:
@@ -301,6 +271,9 @@ class Generator(nn.Module):
         width = height if width is None else width
         ws = self.mapping(z, c, psi=psi, update_w_avg=update_w_avg)
         return synthesize(self, ws, height, width)                     # [B, C, H, W]
+
+
+SYNTHESES = {"polyinr": Synthesis, "conv": ConvSynthesis, "cips": CIPSSynthesis}
 
 
 def build_generator(preset: str, **overrides) -> Generator:
@@ -311,3 +284,24 @@ def build_generator(preset: str, **overrides) -> Generator:
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (every generator parameter is trainable; nothing frozen is stored)."""
     return sum(p.numel() for p in module.parameters())
+
+
+def matched_config(cfg: ModelConfig, arch: str) -> ModelConfig:
+    """`cfg` with generator family `arch` and the width whose total parameter count is closest to
+    cfg's (same mapping network, classes and channels; conv: its 2 log2(R) - 3 style inputs, cips:
+    cfg.levels layers). Counted on the meta device, so nothing is allocated."""
+    with torch.device("meta"):
+        target = count_parameters(Generator(cfg))
+    levels = conv_levels(cfg.resolution) if arch == "conv" else cfg.levels
+
+    def count(width: int) -> int:
+        with torch.device("meta"):
+            return count_parameters(Generator(dataclasses.replace(cfg, arch=arch, levels=levels, width=width)))
+    lo, hi = 1, 2 * cfg.width + 64
+    while count(hi) < target:
+        hi *= 2
+    while hi - lo > 1:                              # the count grows with the width
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    width = min((lo, hi), key=lambda w: abs(count(w) - target))
+    return dataclasses.replace(cfg, arch=arch, levels=levels, width=width)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..core.checkpoint import load_checkpoint, load_generator
+from ..core.config import TrainConfig
 from ..core.files import __version__, cache_dir, resolve, sha256_file, write_json
 from ..core.grid import UNIT, check_size, pixel_center_extent
 from ..core.images import to_uint8, upsample
@@ -239,8 +240,9 @@ def _generated_features(G, clfs, num, n_hi, ks, seed, psi, class_probs, batch, d
             ex["native"].append(img[:e].cpu())
             ex["labels"].append(labels[-1][:e])
         for k in ks if m else ():
-            g = render(G, ws[:m], k * R, k * R, extent=_dense_extent(R, k, alignment))
             b = upsample(img[:m], k, clamp=None, align_corners=alignment == "corners")
+            g = (render(G, ws[:m], k * R, k * R, extent=_dense_extent(R, k, alignment)) if G.synthesis.any_grid
+                 else b.clamp(-1, 1))                 # a generator bound to its grid: its "grid" column is bicubic
             grid[k].append(letters_features(clfs[k * R], to_uint8(g)))
             bic[k].append(letters_features(clfs[k * R], to_uint8(b)))
             if e:
@@ -390,6 +392,31 @@ def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inc
         kid={"subsets": 100, "subset_size": "min(1000, sizes)", "kernel": "(x.y / d + 1)^3"},
         precision_recall={"k": 3}, seconds=time.perf_counter() - t0)
     return {"metrics": M, "protocol": protocol}
+
+
+# ------------------------------------------------------------------------------------ while training
+
+TICK_METRICS = ("fd_letters", "precision_letters", "recall_letters", "class_consistency_letters")
+
+
+def tick_evaluator(cfg: TrainConfig):
+    """The in-training quality check of a training config: a callable G -> {metric: value} scoring
+    cfg.eval_num fixed latents (samples 0 .. eval_num - 1 of `sample_codes`, seed 0) with the letters
+    protocol at the training resolution: letters-FD, precision, recall and class consistency against
+    the training split. None when cfg.eval_ticks is 0, or for data without an offline feature
+    extractor (only the letters data has one; a note says so)."""
+    if not cfg.eval_ticks:
+        return None
+    if cfg.dataset != "letters":
+        print(f"eval_ticks: no in-training quality metrics for dataset {cfg.dataset!r} (the offline letters "
+              f"features only apply to the letters data)")
+        return None
+
+    def evaluate_tick(G) -> dict:
+        device = next(G.parameters()).device                     # score where G is: never move it
+        r = evaluate_letters(G, num=cfg.eval_num, seed=0, ks=(), floors=False, progress=False, device=device)
+        return {k: r["metrics"][k] for k in TICK_METRICS if k in r["metrics"]}
+    return evaluate_tick
 
 
 # ----------------------------------------------------------------------------------- entry points

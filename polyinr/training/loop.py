@@ -9,7 +9,7 @@ stats line, sample grids) and a checkpoint every `snapshot_ticks` ticks (`save_r
 into `run_dir`:
 
     config.json     resolved TrainConfig, generator config, seed, package version, git commit
-    stats.jsonl     one line per tick: kimg, losses, img/s, seconds
+    stats.jsonl     one line per tick: kimg, losses, img/s, seconds (and quality scores when evaluated)
     samples/        fixed-seed sample grids every tick, at the training resolution and at 4x
     latest.pt       checkpoint (atomic): G, G_ema, D, optimisers, counters, RNG and sampler states
     generator.pt    the EMA generator alone, for `polyinr.load_generator`
@@ -43,7 +43,7 @@ import torch
 from ..core.checkpoint import load_checkpoint, restore_state, save_checkpoint, state_of
 from ..core.config import ModelConfig, TrainConfig, get_preset, parse_policy
 from ..core.files import provenance, write_json
-from ..core.images import save_grid, to_float
+from ..core.images import save_grid, to_float, upsample
 from ..core.model import Generator
 from ..core.progress import progress_bar
 from ..core.render import render
@@ -205,6 +205,7 @@ class Run:
     tick: int = 0
     stage_from: dict | None = None
     grid: tuple | None = None       # (z, c, columns) of the sample grids
+    evaluator: object = None        # G -> {metric: value}, run every cfg.eval_ticks ticks (rank 0)
 
     def resumable(self) -> dict:
         """The objects whose state a checkpoint keeps (besides G, which `save_checkpoint` writes)."""
@@ -326,6 +327,20 @@ def train_step(run: Run) -> dict:
     return terms
 
 
+def tick_quality(run: Run, final: bool) -> dict:
+    """The evaluator's scores of the EMA generator on rank 0 when due (every cfg.eval_ticks ticks and
+    at the end), with `eval_seconds`; {} otherwise. The global random state is left untouched, so a
+    resumed run continues exactly whether or not it was scored."""
+    due = run.cfg.eval_ticks and ((run.tick + 1) % run.cfg.eval_ticks == 0 or final)
+    if run.evaluator is None or not due or not run.dist.main:
+        return {}
+    t = time.time()
+    with torch.random.fork_rng(devices=[]):
+        scores = dict(run.evaluator(run.G_ema))
+    run.G_ema.eval().requires_grad_(False)
+    return {**scores, "eval_seconds": time.time() - t}
+
+
 def end_tick(run: Run, means: dict, img_per_s: float, seconds: float) -> None:
     """Rank 0: one stats.jsonl line and the tick's sample grids (training resolution and 4x)."""
     run.tick += 1
@@ -338,9 +353,11 @@ def end_tick(run: Run, means: dict, img_per_s: float, seconds: float) -> None:
     grid_z, grid_c, cols = run.grid
     ws = run.G_ema.mapping(grid_z, grid_c)
     R, name = run.cfg.resolution, grid_name(run.cur_nimg)
-    save_grid(render(run.G_ema, ws, R, R), run.run_dir / "samples" / f"{name}.png", nrow=cols)
-    save_grid(render(run.G_ema, ws[: 2 * cols], 4 * R, 4 * R),        # 4x grid: the first two rows
-              run.run_dir / "samples" / f"{name}_x4.png", nrow=cols)
+    img = render(run.G_ema, ws, R, R)
+    save_grid(img, run.run_dir / "samples" / f"{name}.png", nrow=cols)
+    x4 = (render(run.G_ema, ws[: 2 * cols], 4 * R, 4 * R) if run.G_ema.synthesis.any_grid   # 4x: the first two rows,
+          else upsample(img[: 2 * cols], 4))                                # bicubic for a generator bound to its grid
+    save_grid(x4, run.run_dir / "samples" / f"{name}_x4.png", nrow=cols)
 
 
 def grid_name(nimg: int) -> str:
@@ -364,7 +381,7 @@ def save_run(run: Run, final: bool = False) -> None:
 
 
 def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=None,
-          stop_after_steps: int | None = None, overwrite: bool = False) -> Path:
+          stop_after_steps: int | None = None, overwrite: bool = False, evaluator=None) -> Path:
     """Train according to `cfg` into `run_dir`; returns run_dir. Under torchrun every process calls
     this; rank 0 writes the run folder. `stop_after_steps` ends the loop early without a final
     checkpoint (used to simulate a crash in tests).
@@ -374,12 +391,15 @@ def train(cfg: TrainConfig, run_dir, resume=None, progress: bool = True, device=
     averaged over ranks, so the result does not depend on the number of processes. The global RNGs
     of rank r are seeded with seed * world_size + r (recorded in config.json).
 
-    A `run_dir` holding another run is an error (see `claim_run_dir`; `overwrite` moves it aside)."""
+    A `run_dir` holding another run is an error (see `claim_run_dir`; `overwrite` moves it aside).
+    `evaluator` (G -> {metric: value}, e.g. `polyinr.evaluation.protocols.tick_evaluator(cfg)`) scores
+    the EMA generator every cfg.eval_ticks ticks and at the end, into the tick's stats.jsonl line."""
     claim_run_dir(run_dir, resume, overwrite, move=int(os.environ.get("RANK", "0")) == 0)
     with _undo_failed_start(run_dir):
         run = build_run(cfg, run_dir, device)
         ck = restore_run(run, resume) if resume is not None else None
         prepare_run(run, resume, ck)
+        run.evaluator = evaluator
         return _loop(run, progress, stop_after_steps)
 
 
@@ -410,6 +430,7 @@ def _loop(run: Run, progress: bool, stop_after_steps: int | None) -> Path:
             if run.cur_nimg >= next_tick or run.cur_nimg >= total:
                 now = time.time()
                 means = run.dist.mean({k: float(np.mean(v)) for k, v in acc.items()})
+                means.update(tick_quality(run, final=run.cur_nimg >= total))
                 end_tick(run, means, (run.cur_nimg - tick_nimg0) / max(now - tick_start, 1e-9), now - t0)
                 if run.tick % cfg.snapshot_ticks == 0 or run.cur_nimg >= total:
                     save_run(run, final=run.cur_nimg >= total)

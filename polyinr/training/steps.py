@@ -35,9 +35,10 @@ def grad_scalers(cfg: TrainConfig, device: torch.device) -> dict | None:
 
 
 def g_param_groups(G, cfg: TrainConfig) -> list[dict]:
-    """G's parameters with the per-level heads (A_i, M_i, t_i) at lr_g * head_lr_mult: those heads
-    scale every feature multiplicatively, so they tolerate smaller steps than the shared weights."""
-    heads = [p for lvl in G.synthesis.levels for m in (lvl.affine, lvl.warp) if m is not None for p in m.parameters()]
+    """G's parameters with the per-sample style heads at lr_g * head_lr_mult (Poly-INR: A_i, M_i, t_i;
+    the baselines: their style affines): those heads scale every feature multiplicatively, so they
+    tolerate smaller steps than the shared weights."""
+    heads = G.synthesis.head_parameters()
     ids = {id(p) for p in heads}
     rest = [p for p in G.parameters() if id(p) not in ids]
     return [{"params": rest, "lr": cfg.lr_g}, {"params": heads, "lr": cfg.lr_g * cfg.head_lr_mult}]

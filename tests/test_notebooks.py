@@ -13,6 +13,7 @@ from polyinr.evaluation import protocols as E
 from polyinr.studies import analysis as an
 from polyinr.studies import inr
 from polyinr.tools.experiments import repo_root, resolve
+from polyinr.training import loop as T
 
 ROOT = repo_root()
 CONFIGS = sorted(p.stem for p in (ROOT / "experiments/configs").glob("*.yaml"))
@@ -66,7 +67,11 @@ def test_02_train(smoke):
     assert 0.5 < m["classifier_heldout_accuracy"] <= 1.0
     G = polyinr.load_generator(run / "generator.pt")
     assert G.cfg.levels == 4 and m["params"] == polyinr.count_parameters(G)
-    assert (run / "losses.png").is_file() and (run / "reals.png").is_file()
+    assert (run / "losses.png").is_file() and (run / "reals.png").is_file() and (run / "diversity.png").is_file()
+    assert m["eval_num"] == 16 and 0 <= m["precision_letters"] <= 1 and 0 <= m["recall_letters"] <= 1
+    assert math.isfinite(m["fd_letters"]) and m["fd_letters"] >= 0
+    scored = [s for s in T.read_stats(run) if "fd_letters" in s]        # eval_ticks=1: every tick is scored
+    assert len(scored) == 2 and all(s["eval_seconds"] > 0 and 0 <= s["recall_letters"] <= 1 for s in scored)
 
 
 def test_parameters_cells_parse_cleanly():

@@ -399,12 +399,13 @@ def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inc
 TICK_METRICS = ("fd_letters", "precision_letters", "recall_letters", "class_consistency_letters")
 
 
-def tick_evaluator(cfg: TrainConfig):
+def tick_evaluator(cfg: TrainConfig, classifiers: dict | None = None):
     """The in-training quality check of a training config: a callable G -> {metric: value} scoring
     cfg.eval_num fixed latents (samples 0 .. eval_num - 1 of `sample_codes`, seed 0) with the letters
     protocol at the training resolution: letters-FD, precision, recall and class consistency against
     the training split. None when cfg.eval_ticks is 0, or for data without an offline feature
-    extractor (only the letters data has one; a note says so)."""
+    extractor (only the letters data has one; a note says so). `classifiers` ({resolution: letters CNN})
+    replaces the cached letters classifier (tests use a random one)."""
     if not cfg.eval_ticks:
         return None
     if cfg.dataset != "letters":
@@ -414,7 +415,8 @@ def tick_evaluator(cfg: TrainConfig):
 
     def evaluate_tick(G) -> dict:
         device = next(G.parameters()).device                     # score where G is: never move it
-        r = evaluate_letters(G, num=cfg.eval_num, seed=0, ks=(), floors=False, progress=False, device=device)
+        r = evaluate_letters(G, num=cfg.eval_num, seed=0, ks=(), floors=False, progress=False, device=device,
+                             classifiers=classifiers)
         return {k: r["metrics"][k] for k in TICK_METRICS if k in r["metrics"]}
     return evaluate_tick
 

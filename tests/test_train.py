@@ -187,6 +187,10 @@ def test_conv_discriminator(classes):
         assert not torch.equal(D(x, c), D(x, c2))
     with pytest.raises(ValueError, match="resolution"):
         ConvDiscriminator(1, 12)
+    from torch.nn.utils import parametrize
+    plain = ConvDiscriminator(1, 16, classes, width=8, max_width=16, sn=False)
+    assert parametrize.is_parametrized(D.out) and not any(parametrize.is_parametrized(m) for m in plain.modules())
+    assert plain(x, c).shape == (3, 1)
 
 
 @pytest.mark.parametrize("classes", [0, 7])

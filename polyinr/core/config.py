@@ -157,6 +157,7 @@ class TrainConfig:
     d_width: int = 64                # conv D: channels of the first block
     d_max_width: int = 256           # conv D: channel cap
     d_mbstd: int = 0                 # conv D: minibatch-standard-deviation group size (StyleGAN2; 0 = off)
+    d_spectral_norm: bool = True     # conv D: spectral normalisation of every layer (False: use r1_gamma)
     backbones: tuple = ("tf_efficientnet_lite0", "deit_base_distilled_patch16_224")  # projected D
     d_input_size: int = 224          # projected D: images are resized to this before the backbones
     pretrained: bool = True          # projected D: pretrained backbones (False = random, tests only)
@@ -211,6 +212,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.eval_ticks must be an integer >= 0 (0 = off), got {self.eval_ticks!r}")
         if isinstance(self.d_mbstd, bool) or not isinstance(self.d_mbstd, int) or self.d_mbstd < 0:
             raise ValueError(f"TrainConfig.d_mbstd must be an integer >= 0 (0 = off), got {self.d_mbstd!r}")
+        if not isinstance(self.d_spectral_norm, bool):
+            raise ValueError(f"TrainConfig.d_spectral_norm must be True or False, got {self.d_spectral_norm!r}")
         if self.d_mbstd and self.discriminator != "conv":
             raise ValueError("TrainConfig.d_mbstd: the minibatch-std layer belongs to the conv discriminator")
         if self.loss not in LOSSES:

@@ -32,11 +32,12 @@ from .backbones import FrozenTimm
 class ResBlockDown(nn.Module):
     """x -> (conv3x3(lrelu(conv3x3(lrelu(x)))) + conv1x1(x)), both average-pooled by 2."""
 
-    def __init__(self, cin: int, cout: int, first: bool = False):
+    def __init__(self, cin: int, cout: int, first: bool = False, sn: bool = True):
         super().__init__()
-        self.conv1 = spectral_norm(nn.Conv2d(cin, cout, 3, padding=1))
-        self.conv2 = spectral_norm(nn.Conv2d(cout, cout, 3, padding=1))
-        self.skip = spectral_norm(nn.Conv2d(cin, cout, 1))
+        norm = spectral_norm if sn else (lambda m: m)
+        self.conv1 = norm(nn.Conv2d(cin, cout, 3, padding=1))
+        self.conv2 = norm(nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = norm(nn.Conv2d(cin, cout, 1))
         self.first = first
 
     def forward(self, x):
@@ -63,23 +64,25 @@ def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
 class ConvDiscriminator(nn.Module):
     """Residual SN-conv D: resolution R -> 4x4 in log2(R/4) blocks, channel widths doubling from
     `width` up to `max_width`; logits = linear(f) + <embed(c), f> with f the spatially summed features.
-    With `mbstd` > 0, a minibatch-std channel and a 3x3 conv come before the sum (StyleGAN2's D end)."""
+    With `mbstd` > 0, a minibatch-std channel and a 3x3 conv come before the sum (StyleGAN2's D end).
+    `sn=False` drops the spectral normalisation of every layer (then an R1 penalty keeps D in check)."""
 
     def __init__(self, channels: int, resolution: int, num_classes: int = 0, width: int = 64, max_width: int = 256,
-                 mbstd: int = 0):
+                 mbstd: int = 0, sn: bool = True):
         super().__init__()
+        norm = spectral_norm if sn else (lambda m: m)
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution: the conv discriminator needs a power of two >= 8, got {resolution}")
         blocks, cin = [], channels
         for i in range(int(math.log2(resolution)) - 2):
             cout = min(width * 2 ** i, max_width)
-            blocks.append(ResBlockDown(cin, cout, first=(i == 0)))
+            blocks.append(ResBlockDown(cin, cout, first=(i == 0), sn=sn))
             cin = cout
         self.blocks = nn.Sequential(*blocks)
         self.mbstd = mbstd
-        self.mbstd_conv = spectral_norm(nn.Conv2d(cin + 1, cin, 3, padding=1)) if mbstd else None
-        self.out = spectral_norm(nn.Linear(cin, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, cin)) if num_classes else None
+        self.mbstd_conv = norm(nn.Conv2d(cin + 1, cin, 3, padding=1)) if mbstd else None
+        self.out = norm(nn.Linear(cin, 1))
+        self.embed = norm(nn.Embedding(num_classes, cin)) if num_classes else None
         self.num_classes = num_classes
         self.resolution = resolution
 
@@ -198,7 +201,7 @@ class ProjectedDiscriminator(nn.Module):
 
 
 def build_discriminator(kind: str, channels: int, resolution: int, num_classes: int = 0, **kw) -> nn.Module:
-    """kind = "conv" (kw: width, max_width, mbstd) or "projected" (kw: backbones, input_size, pretrained,
+    """kind = "conv" (kw: width, max_width, mbstd, sn) or "projected" (kw: backbones, input_size, pretrained,
     backbone_weights, cmap_dim, projection_seed)."""
     if kind == "conv":
         return ConvDiscriminator(channels, resolution, num_classes, **kw)
@@ -211,7 +214,7 @@ def build_D(cfg: TrainConfig, channels: int, num_classes: int) -> nn.Module:
     """The discriminator a training config asks for."""
     if cfg.discriminator == "conv":
         return build_discriminator("conv", channels, cfg.resolution, num_classes, width=cfg.d_width,
-                                   max_width=cfg.d_max_width, mbstd=cfg.d_mbstd)
+                                   max_width=cfg.d_max_width, mbstd=cfg.d_mbstd, sn=cfg.d_spectral_norm)
     return build_discriminator("projected", channels, cfg.resolution, num_classes, backbones=cfg.backbones,
                                input_size=cfg.d_input_size, pretrained=cfg.pretrained,
                                backbone_weights=cfg.backbone_weights, projection_seed=cfg.seed)

@@ -27,6 +27,7 @@ from polyinr.training.losses import (
     d_ns_loss,
     g_hinge_loss,
     g_ns_loss,
+    mode_seeking_loss,
     r1_penalty,
 )
 
@@ -76,6 +77,14 @@ def test_r1_penalty_of_a_linear_and_a_quadratic_critic():
     assert w.grad.item() == pytest.approx(0.5 * 2 * 2 * 2)                   # d/dw (w^2 * 2 / 2) = 2w
 
 
+def test_mode_seeking_by_hand():
+    x = torch.tensor([0.0, 2.0, 1.0, 1.0, 5.0]).view(5, 1, 1, 1)         # pairs (0, 1), (2, 3); the odd 5th is left out
+    z = torch.tensor([[0.0, 0.0], [1.0, 3.0], [1.0, 1.0], [0.0, 1.0], [9.0, 9.0]])
+    out = mode_seeking_loss(x, z, weight=0.5)
+    ratio = ((2 + 0) / 2) / ((2 + 0.5) / 2)                                 # mean |x_a - x_b| / mean |z_a - z_b|
+    assert out["g_ms"].item() == pytest.approx(ratio) and out["loss"].item() == pytest.approx(0.5 / (ratio + 1e-5))
+
+
 def test_minibatch_std_by_hand():
     x = torch.zeros(4, 2, 1, 1)
     x[:, 0, 0, 0] = torch.tensor([0.0, 1.0, 2.0, 5.0])           # groups of 2: samples (0, 2) and (1, 3)
@@ -94,11 +103,13 @@ def test_minibatch_std_by_hand():
 
 
 def test_loss_options_train_and_are_checked(tmp_path):
-    stats = T.read_stats(T.train(tiny(loss="ns", r1_gamma=1.0, r1_every=2, d_mbstd=2), tmp_path / "run", progress=False))
-    assert len(stats) == 2 and all(math.isfinite(s["r1"]) and s["r1"] > 0 for s in stats)
+    stats = T.read_stats(T.train(tiny(loss="ns", r1_gamma=1.0, r1_every=2, d_mbstd=2, ms_weight=0.1), tmp_path / "run",
+                                 progress=False))
+    assert len(stats) == 2 and all(math.isfinite(s["r1"]) and s["r1"] > 0 and s["g_ms"] > 0 for s in stats)
     for bad, message in [({"loss": "wgan"}, "loss must be one of"), ({"r1_gamma": -1.0}, "r1_gamma must be"),
                          ({"r1_every": 0}, "r1_every must be"), ({"d_mbstd": -1}, "d_mbstd must be"),
-                         ({"d_mbstd": 4, "discriminator": "projected"}, "belongs to the conv discriminator")]:
+                         ({"d_mbstd": 4, "discriminator": "projected"}, "belongs to the conv discriminator"),
+                         ({"ms_weight": 1.0, "batch": 5}, "must be even"), ({"ms_weight": -1.0}, "ms_weight must be")]:
         with pytest.raises(ValueError, match=message):
             tiny(**bad)
 

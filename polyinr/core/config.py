@@ -166,6 +166,7 @@ class TrainConfig:
     loss: str = "hinge"              # "hinge" (the release) | "ns" (non-saturating logistic, StyleGAN2)
     r1_gamma: float = 0.0            # R1 penalty gamma/2 E|grad_x D(x_real)|^2 (0 = off) ...
     r1_every: int = 4                # ... applied every N-th D step with weight N (lazy regularisation)
+    ms_weight: float = 0.0           # mode-seeking term for G (Mao et al. 2019): pairs of one class, 0 = off
     # Optimisation.
     lr_g: float = 1e-4
     lr_d: float = 2e-4
@@ -212,6 +213,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.eval_ticks must be an integer >= 0 (0 = off), got {self.eval_ticks!r}")
         if isinstance(self.d_mbstd, bool) or not isinstance(self.d_mbstd, int) or self.d_mbstd < 0:
             raise ValueError(f"TrainConfig.d_mbstd must be an integer >= 0 (0 = off), got {self.d_mbstd!r}")
+        if self.ms_weight > 0 and (self.batch % 2 or (self.batch_gpu or 2) % 2):
+            raise ValueError(f"TrainConfig.ms_weight: mode seeking pairs samples, so batch ({self.batch}) and "
+                             f"batch_gpu ({self.batch_gpu}) must be even")
         if not isinstance(self.d_spectral_norm, bool):
             raise ValueError(f"TrainConfig.d_spectral_norm must be True or False, got {self.d_spectral_norm!r}")
         if self.d_mbstd and self.discriminator != "conv":
@@ -230,7 +234,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"TrainConfig.{name} must be a positive number, got {v!r}")
-        for name in ["blur_init_sigma", "blur_fade_kimg", "cls_weight", "r1_gamma"]:
+        for name in ["blur_init_sigma", "blur_fade_kimg", "cls_weight", "r1_gamma", "ms_weight"]:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"TrainConfig.{name} must be a number >= 0, got {v!r}")

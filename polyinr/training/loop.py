@@ -280,7 +280,8 @@ def prepare_run(run: Run, resume=None, ck: dict | None = None) -> None:
     run.ctx = StepContext(policy=parse_policy(cfg.diffaugment), aug_gen=run.aug_gen,
                           autocast=autocast(cfg, run.device), classifier=build_classifier(cfg, run.device),
                           cls_weight=cfg.cls_weight, micro=run.micro, dist=dist if dist.world > 1 else None,
-                          scalers=run.scalers, loss=cfg.loss, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every)
+                          scalers=run.scalers, loss=cfg.loss, r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every,
+                          ms_weight=cfg.ms_weight)
     run.grid = grid_latents(run.mcfg, cfg.grid_rows, cfg.seed, run.device)
     if not dist.main:
         return
@@ -319,6 +320,8 @@ def train_step(run: Run) -> dict:
     terms = d_step(run.G, run.D, run.opt_D, real, c_real, z[s], select(c_fake, s), ctx,
                    select(aug_real, s), select(aug_fake, s), r1=cfg.r1_gamma > 0 and run.step % cfg.r1_every == 0)
     z, c_fake = sample_latents(run.latent_gen, B, run.mcfg, run.dataset.labels, run.device)
+    if cfg.ms_weight > 0 and c_fake is not None:     # mode seeking compares same-class pairs (0, 1), (2, 3), ...
+        c_fake[1::2] = c_fake[0::2][: len(c_fake[1::2])]
     aug_g = aug.sample_params(ctx.policy, B, R, R, run.aug_gen, run.device)
     terms.update(g_step(run.G, run.D, run.opt_G, z[s], select(c_fake, s), ctx, select(aug_g, s)))
     run.cur_nimg += B

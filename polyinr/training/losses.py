@@ -46,6 +46,19 @@ def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor, gamma: floa
     return {"loss": 0.5 * gamma * sq, "r1": sq}
 
 
+def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor, weight: float, eps: float = 1e-5) -> dict:
+    """Mode seeking (MSGAN, Mao et al. 2019) on consecutive pairs (0, 1), (2, 3), ... of one class:
+    ratio = mean |x_a - x_b| / mean |z_a - z_b|, loss = weight / (ratio + eps): G is pushed to map
+    different latents of a class to different images. An odd last sample is left out."""
+    n = images.shape[0] // 2 * 2
+    if n == 0:
+        zero = images.float().sum() * 0
+        return {"loss": zero, "g_ms": zero}
+    x, zz = images[:n].float(), z[:n].float()
+    ratio = (x[0::2] - x[1::2]).abs().mean() / (zz[0::2] - zz[1::2]).abs().mean()
+    return {"loss": weight / (ratio + eps), "g_ms": ratio}
+
+
 def classifier_guidance_loss(class_logits: torch.Tensor, c: torch.Tensor, weight: float) -> dict:
     """weight * cross-entropy of a pretrained classifier on generated images against their class."""
     ce = F.cross_entropy(class_logits.float(), c)

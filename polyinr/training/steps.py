@@ -13,7 +13,7 @@ import torch
 from ..core.config import TrainConfig
 from . import augment as aug
 from .distributed import Dist
-from .losses import D_LOSSES, G_LOSSES, classifier_guidance_loss, r1_penalty
+from .losses import D_LOSSES, G_LOSSES, classifier_guidance_loss, mode_seeking_loss, r1_penalty
 
 
 class NonFiniteLossError(RuntimeError):
@@ -59,6 +59,7 @@ class StepContext:
     loss: str = "hinge"               # "hinge" | "ns" (losses.D_LOSSES / G_LOSSES)
     r1_gamma: float = 0.0             # R1 weight; applied on the D steps asked for, times r1_every
     r1_every: int = 1
+    ms_weight: float = 0.0            # mode-seeking term; the G batch then holds same-class pairs (0, 1), (2, 3), ...
 
     def backward(self, loss, which: str) -> None:
         scaler = self.scalers[which] if self.scalers else None
@@ -158,6 +159,10 @@ def g_step(G, D, opt_G, z, c, ctx: StepContext, aug_fake=None) -> dict:
             terms = G_LOSSES[ctx.loss](D(ctx.d_input(fake, select(aug_fake, s)), select(c, s)))
             loss = terms["loss"]
             out["g_loss"] += terms["g_adv"].item() * w
+            if ctx.ms_weight > 0:
+                ms = mode_seeking_loss(fake, z[s], ctx.ms_weight)
+                loss = loss + ms["loss"]
+                out["g_ms"] = out.get("g_ms", 0.0) + ms["g_ms"].item() * w
             if ctx.classifier is not None and ctx.cls_weight > 0:
                 cls = classifier_guidance_loss(ctx.classifier(fake), select(c, s), ctx.cls_weight)
                 loss = loss + cls["loss"]

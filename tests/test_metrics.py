@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import polyinr
+from polyinr.core.config import get_train_preset
 from polyinr.core.grid import pixel_center_extent
 from polyinr.core.images import upsample
 from polyinr.evaluation import fid
@@ -322,3 +323,15 @@ def test_inception_path_records_the_protocol(tmp_path):
 
 # ------------------------------------------------------------------------------------------- notebook
 
+
+
+def test_tick_evaluator_scores_letters_runs_only(capsys):
+    assert E.tick_evaluator(get_train_preset("letters", eval_ticks=0)) is None
+    assert E.tick_evaluator(get_train_preset("letters", eval_ticks=2, dataset="digits")) is None
+    assert "no in-training quality metrics for dataset 'digits'" in capsys.readouterr().out
+    cfg = get_train_preset("letters", eval_ticks=2, eval_num=24, resolution=16)
+    G = polyinr.build_generator("letters", width=16, levels=3).eval()
+    scores = E.tick_evaluator(cfg, classifiers={16: random_letters_cnn(0)})(G)
+    assert set(scores) == set(E.TICK_METRICS) and 0 <= scores["recall_letters"] <= 1
+    full = E.evaluate_letters(G, num=24, ks=(), floors=False, progress=False, classifiers={16: random_letters_cnn(0)})
+    assert scores == {k: full["metrics"][k] for k in E.TICK_METRICS}      # the 03_fid protocol on the first 24 samples

@@ -12,7 +12,7 @@ import torch
 from polyinr.core.checkpoint import load_checkpoint
 
 CFG = dict(g_overrides={"width": 16, "levels": 3}, resolution=8, batch=8, tick_kimg=0.016, d_width=8,
-           d_max_width=16, precision="fp32", deterministic=True, grid_rows=1)
+           d_max_width=16, precision="fp32", deterministic=True, grid_rows=1, eval_ticks=0)
 
 
 def _cmd(run_dir, nproc: int, cfg: dict, resume=None):
@@ -100,6 +100,7 @@ def test_launch_from_python_follows_a_two_process_job(tmp_path):
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert polyinr.load_generator(run / "generator.pt").cfg.width == 16
     with pytest.raises(RuntimeError, match="torchrun job failed"):
-        launch(get_train_preset("letters", **{**CFG, "batch": 7}), tmp_path / "bad", nproc=2, progress=False)
+        launch(get_train_preset("letters", **{**CFG, "batch": 7, "ms_weight": 0.0}), tmp_path / "bad", nproc=2,
+               progress=False)
     with pytest.raises(ValueError, match="nproc"):
         launch(cfg, tmp_path / "x", nproc=0)

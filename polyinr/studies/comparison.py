@@ -33,14 +33,19 @@ from ..training.loop import model_config_for, read_stats, train
 ARCH_NAMES = {"polyinr": "Poly-INR", "conv": "conv (StyleGAN2-like)", "cips": "CIPS-like"}
 
 # The recall diagnosis (notebook 11): the letters training preset with one change each (TrainConfig fields;
-# g_overrides are merged into the preset's). The first entry is the preset itself.
+# g_overrides are merged into the preset's). The first entry is the preset itself, the second the recipe of the
+# release that the letters preset started from.
 RECALL_ABLATIONS = {
     "default recipe": {},
-    "mapping at the release's 0.1x learning rate": {"g_overrides": {"mapping_lr_mult": 0.1}},
-    "DiffAugment colour + translation + cutout": {"diffaugment": "color,translation,cutout"},
-    "hinge loss instead of non-saturating": {"loss": "hinge"},
-    "no R1 penalty": {"r1_gamma": 0.0},
+    "the release's recipe (hinge, spectral-norm D, colour + translation + cutout; no R1, mbstd, mode seeking)":
+        {"loss": "hinge", "d_spectral_norm": True, "r1_gamma": 0.0, "d_mbstd": 0, "ms_weight": 0.0,
+         "diffaugment": "color,translation,cutout"},
+    "spectral-norm D, hinge loss, no R1": {"loss": "hinge", "d_spectral_norm": True, "r1_gamma": 0.0},
     "no minibatch-std layer in D": {"d_mbstd": 0},
+    "no mode-seeking term": {"ms_weight": 0.0},
+    "R1 gamma 1.0 instead of 0.2": {"r1_gamma": 1.0},
+    "mapping network at 1x learning rate (the release: 0.1x)": {"g_overrides": {"mapping_lr_mult": 1.0}},
+    "DiffAugment colour + translation + cutout": {"diffaugment": "color,translation,cutout"},
 }
 
 

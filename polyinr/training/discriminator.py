@@ -48,16 +48,18 @@ class ResBlockDown(nn.Module):
 
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     """StyleGAN2's minibatch standard deviation: x [B, C, H, W] -> [B, C + 1, H, W], the extra channel
-    holding, for each group of `group` samples (min(group, B), which must divide B), the mean over
-    channels and positions of the features' standard deviation across the group. A D that sees it
-    can tell a batch of near-identical samples from a varied one."""
+    holding, for each group of `group` consecutive samples (min(group, B), which must divide B), the
+    mean over channels and positions of the features' standard deviation across the group. A D that
+    sees it can tell a batch of near-identical samples from a varied one. Consecutive groups (StyleGAN2
+    strides them) keep the result independent of how a batch is split over processes and micro-batches
+    whose sizes are multiples of the group."""
     B, C, H, W = x.shape
     g = min(group, B)
     if B % g:
         raise ValueError(f"d_mbstd: the group size {g} must divide the batch seen by D ({B})")
-    y = x.float().reshape(g, B // g, C, H, W)
-    y = (y.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))       # [B // g]
-    y = y.repeat(g).reshape(B, 1, 1, 1).expand(B, 1, H, W).to(x.dtype)
+    y = x.float().reshape(B // g, g, C, H, W)
+    y = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))       # [B // g]
+    y = y.repeat_interleave(g).reshape(B, 1, 1, 1).expand(B, 1, H, W).to(x.dtype)
     return torch.cat([x, y], dim=1)
 
 

@@ -47,16 +47,18 @@ def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor, gamma: floa
 
 
 def mode_seeking_loss(images: torch.Tensor, z: torch.Tensor, weight: float, eps: float = 1e-5) -> dict:
-    """Mode seeking (MSGAN, Mao et al. 2019) on consecutive pairs (0, 1), (2, 3), ... of one class:
-    ratio = mean |x_a - x_b| / mean |z_a - z_b|, loss = weight / (ratio + eps): G is pushed to map
-    different latents of a class to different images. An odd last sample is left out."""
+    """Mode seeking (MSGAN, Mao et al. 2019) on consecutive pairs (0, 1), (2, 3), ... of one class: for
+    each pair ratio = mean |x_a - x_b| / mean |z_a - z_b|, loss = weight * mean over pairs of 1 / (ratio + eps),
+    so G is pushed to map different latents of a class to different images. Averaged per pair (MSGAN
+    averages the batch first), so the term is the same however a batch is split over processes and
+    micro-batches of even size. An odd last sample is left out."""
     n = images.shape[0] // 2 * 2
     if n == 0:
         zero = images.float().sum() * 0
         return {"loss": zero, "g_ms": zero}
-    x, zz = images[:n].float(), z[:n].float()
-    ratio = (x[0::2] - x[1::2]).abs().mean() / (zz[0::2] - zz[1::2]).abs().mean()
-    return {"loss": weight / (ratio + eps), "g_ms": ratio}
+    x, zz = images[:n].float().flatten(1), z[:n].float()
+    ratio = (x[0::2] - x[1::2]).abs().mean(1) / (zz[0::2] - zz[1::2]).abs().mean(1)          # [n / 2]
+    return {"loss": weight * (1 / (ratio + eps)).mean(), "g_ms": ratio.mean()}
 
 
 def classifier_guidance_loss(class_logits: torch.Tensor, c: torch.Tensor, weight: float) -> dict:

@@ -111,3 +111,17 @@ def test_baselines_train_through_the_same_loop(arch, tmp_path):
     again = T.train(cfg, tmp_path / "again", progress=False)                  # same seed, same weights
     a, b = (torch.load(r / "generator.pt", weights_only=True)["G"] for r in (run, again))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_kept_fit_is_reused_only_for_its_own_config(tmp_path):
+    from polyinr.evaluation.letters import random_letters_cnn
+    from polyinr.studies.comparison import fit_and_score
+    cfg = get_train_preset("letters", g_overrides={"width": 16, "levels": 3}, resolution=16, batch=4, kimg=0.008,
+                           tick_kimg=0.008, d_width=8, d_max_width=16, precision="fp32", grid_rows=1, eval_ticks=0)
+    kw = dict(num=8, ks=(), classifiers={16: random_letters_cnn(0)})
+    row = fit_and_score(cfg.to_dict(), tmp_path / "fit", **kw)
+    before = (tmp_path / "fit" / "generator.pt").read_bytes()
+    assert fit_and_score(cfg.to_dict(), tmp_path / "fit", **kw) == row          # kept: neither retrained nor rescored
+    assert (tmp_path / "fit" / "generator.pt").read_bytes() == before
+    with pytest.raises(ValueError, match=r"holds a fit of another training config \(fields \['seed'\]\)"):
+        fit_and_score(dataclasses.replace(cfg, seed=1).to_dict(), tmp_path / "fit", **kw)

@@ -79,6 +79,7 @@ def fit_and_score(cfg: dict, run_dir, num: int = 10000, hires_num: int = 1000, k
         torch.set_num_threads(threads)
     cfg = TrainConfig.from_dict(cfg)
     run_dir = Path(run_dir)
+    _check_same_fit(run_dir, cfg)
     if not (run_dir / "generator.pt").is_file():
         train(cfg, run_dir, resume=run_dir if (run_dir / "latest.pt").is_file() else None, progress=False)
     key = {"num": num, "hires_num": hires_num, "ks": list(ks), "classifier_epochs": classifier_epochs}
@@ -100,6 +101,19 @@ def fit_and_score(cfg: dict, run_dir, num: int = 10000, hires_num: int = 1000, k
         row[f"fd_letters_bicubic_x{k}"] = r[f"fd_letters_bicubic_x{k}"]
     write_json(cached, {"protocol": key, "row": row})
     return row
+
+
+def _check_same_fit(run_dir: Path, cfg: TrainConfig) -> None:
+    """A kept fit (a cache of fits reused across runs of the notebook) must have been trained with `cfg`;
+    otherwise a ValueError names the folder instead of mixing recipes."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    kept = json.loads(path.read_text()).get("train")
+    if kept is not None and TrainConfig.from_dict(kept) != cfg:
+        diff = sorted(k for k, v in cfg.to_dict().items() if kept.get(k) != v)
+        raise ValueError(f"fits: {str(run_dir)!r} holds a fit of another training config (fields {diff}); "
+                         f"remove it or point the notebook's fits_cache at another folder")
 
 
 def fit_all(jobs: dict, workers: int = 2, desc: str = "fits", **score_kw) -> dict:

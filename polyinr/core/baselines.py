@@ -23,13 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .config import ModelConfig, conv_levels
 from .layers import ModulatedConv, ModulatedFC, SynthesisBase
-
-
-def conv_levels(resolution: int) -> int:
-    """Style inputs of the conv generator at `resolution`: one 4x4 conv, two per doubling."""
-    return 2 * int(math.log2(resolution)) - 3
 
 
 class ConvSynthesis(SynthesisBase):
@@ -77,11 +72,9 @@ class ConvSynthesis(SynthesisBase):
     def evaluate(self, A: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         """rgb [B, P, C] at coords [P, 2] or [B, P, 2] of the native grid, for A = styles(ws)."""
         flat = self.image(A).flatten(2)                                        # [B, C, R * R]
-        idx = self.pixel_index(coords)
-        if idx.dim() == 1:
-            return flat[:, :, idx].transpose(1, 2)
-        return torch.gather(flat, 2, idx[:, None, :].expand(-1, flat.shape[1], -1).expand(flat.shape[0], -1, -1)
-                            ).transpose(1, 2)
+        B, C, _ = flat.shape
+        idx = self.pixel_index(coords).expand(B, -1)                           # [B, P] (coords [P, 2] or [1|B, P, 2])
+        return torch.gather(flat, 2, idx[:, None].expand(B, C, -1)).transpose(1, 2)
 
 
 class CIPSSynthesis(SynthesisBase):

@@ -32,6 +32,11 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     return parts
 
 
+def conv_levels(resolution: int) -> int:
+    """Style inputs of the conv baseline generator at `resolution`: one 4x4 conv, two per doubling."""
+    return 2 * int(math.log2(resolution)) - 3
+
+
 def _from_dict(cls, d: dict):
     """cls(**d) for a config dataclass; unknown fields are a ValueError naming them."""
     known = {f.name for f in dataclasses.fields(cls)}
@@ -90,7 +95,7 @@ class ModelConfig:
             r = self.resolution
             if r < 8 or r & (r - 1):
                 raise ValueError(f"ModelConfig.resolution: the conv generator needs a power of two >= 8, got {r}")
-            need = 2 * int(math.log2(r)) - 3
+            need = conv_levels(r)
             if self.levels != need:
                 raise ValueError(f"ModelConfig.levels: the conv generator at resolution {r} has {need} style inputs "
                                  f"(one 4x4 conv, two per doubling); set levels={need}, got {self.levels}")
@@ -209,10 +214,10 @@ class TrainConfig:
         for name in ["resolution", "batch", "d_width", "d_max_width", "d_input_size", "snapshot_ticks", "grid_rows",
                      "r1_every", "eval_num"]:
             pos_int(name)
-        if isinstance(self.eval_ticks, bool) or not isinstance(self.eval_ticks, int) or self.eval_ticks < 0:
-            raise ValueError(f"TrainConfig.eval_ticks must be an integer >= 0 (0 = off), got {self.eval_ticks!r}")
-        if isinstance(self.d_mbstd, bool) or not isinstance(self.d_mbstd, int) or self.d_mbstd < 0:
-            raise ValueError(f"TrainConfig.d_mbstd must be an integer >= 0 (0 = off), got {self.d_mbstd!r}")
+        for name in ["eval_ticks", "d_mbstd"]:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"TrainConfig.{name} must be an integer >= 0 (0 = off), got {v!r}")
         if self.ms_weight > 0 and (self.batch % 2 or (self.batch_gpu or 2) % 2):
             raise ValueError(f"TrainConfig.ms_weight: mode seeking pairs samples, so batch ({self.batch}) and "
                              f"batch_gpu ({self.batch_gpu}) must be even")

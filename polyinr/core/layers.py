@@ -39,10 +39,6 @@ class FC(nn.Module):
         return f"in={self.weight.shape[1]}, out={self.weight.shape[0]}, act={self.act}"
 
 
-def _normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
-
-
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .baselines import CIPSSynthesis, ConvSynthesis, conv_levels
-from .config import ModelConfig, get_preset
+from .baselines import CIPSSynthesis, ConvSynthesis
+from .config import ModelConfig, conv_levels, get_preset
 from .grid import check_coords
 from .layers import FC, SynthesisBase, normalize_2nd_moment
 from .render import synthesize

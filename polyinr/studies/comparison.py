@@ -84,8 +84,9 @@ def fit_and_score(cfg: dict, run_dir, num: int = 10000, hires_num: int = 1000, k
         train(cfg, run_dir, resume=run_dir if (run_dir / "latest.pt").is_file() else None, progress=False)
     key = {"num": num, "hires_num": hires_num, "ks": list(ks), "classifier_epochs": classifier_epochs}
     cached = run_dir / "scores.json"
-    if cached.is_file() and json.loads(cached.read_text()).get("protocol") == key:
-        return json.loads(cached.read_text())["row"]
+    kept = json.loads(cached.read_text()) if cached.is_file() else {}
+    if kept.get("protocol") == key:
+        return kept["row"]
     G = load_generator(run_dir / "generator.pt")
     r = evaluate_letters(G, num=num, ks=tuple(ks), hires_num=hires_num, floors=False, progress=False,
                          classifier_epochs=classifier_epochs, classifiers=classifiers)["metrics"]

@@ -127,7 +127,17 @@ def check_labels(ids, where: str, num_classes: int | None = None) -> int:
     return num_classes
 
 
-class ImageDataset(torch.utils.data.Dataset):
+class _LabelledImages(torch.utils.data.Dataset):
+    """What both dataset kinds share: `labels` (int64 [N] or None) and `num_classes`."""
+
+    def class_counts(self) -> list[int]:
+        """Images per class ([] when unlabelled)."""
+        if self.labels is None:
+            return []
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+
+class ImageDataset(_LabelledImages):
     """In-memory dataset: images uint8 [N, C, H, W], labels int64 [N] or None (unlabelled)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None,
@@ -167,17 +177,12 @@ class ImageDataset(torch.utils.data.Dataset):
         labels = None if self.labels is None else self.labels[idx]
         return self.images[idx], labels                                # [B, C, H, W], [B] or None
 
-    def class_counts(self) -> list[int]:
-        if self.labels is None:
-            return []
-        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
-
     def __repr__(self) -> str:
         return (f"ImageDataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "
                 f"channels={self.channels}, resolution={self.resolution}, num_classes={self.num_classes})")
 
 
-class ImageFolderDataset(torch.utils.data.Dataset):
+class ImageFolderDataset(_LabelledImages):
     """Images of a folder or .zip, read on access. All must be square and of one size; labels come
     from an optional `dataset.json` at the root (StyleGAN convention). Image headers are checked
     when the dataset is opened; pixel data when an image is read."""
@@ -245,11 +250,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __getstate__(self):
         return {**self.__dict__, "_pool": None}
-
-    def class_counts(self) -> list[int]:
-        if self.labels is None:
-            return []
-        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
     def __repr__(self) -> str:
         return (f"ImageFolderDataset(path={str(self.path)!r}, n={len(self)}, channels={self.channels}, "

@@ -29,12 +29,17 @@ from .backbones import FrozenTimm
 # --------------------------------------------------------------------------------------------- conv
 
 
+def _normalized(sn: bool):
+    """The layer wrapper of the conv D: spectral normalisation, or none (then R1 keeps D in check)."""
+    return spectral_norm if sn else (lambda m: m)
+
+
 class ResBlockDown(nn.Module):
     """x -> (conv3x3(lrelu(conv3x3(lrelu(x)))) + conv1x1(x)), both average-pooled by 2."""
 
     def __init__(self, cin: int, cout: int, first: bool = False, sn: bool = True):
         super().__init__()
-        norm = spectral_norm if sn else (lambda m: m)
+        norm = _normalized(sn)
         self.conv1 = norm(nn.Conv2d(cin, cout, 3, padding=1))
         self.conv2 = norm(nn.Conv2d(cout, cout, 3, padding=1))
         self.skip = norm(nn.Conv2d(cin, cout, 1))
@@ -72,7 +77,7 @@ class ConvDiscriminator(nn.Module):
     def __init__(self, channels: int, resolution: int, num_classes: int = 0, width: int = 64, max_width: int = 256,
                  mbstd: int = 0, sn: bool = True):
         super().__init__()
-        norm = spectral_norm if sn else (lambda m: m)
+        norm = _normalized(sn)
         if resolution < 8 or resolution & (resolution - 1):
             raise ValueError(f"resolution: the conv discriminator needs a power of two >= 8, got {resolution}")
         blocks, cin = [], channels

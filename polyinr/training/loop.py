@@ -340,7 +340,6 @@ def tick_quality(run: Run, final: bool) -> dict:
     t = time.time()
     with torch.random.fork_rng(devices=[]):
         scores = dict(run.evaluator(run.G_ema))
-    run.G_ema.eval().requires_grad_(False)
     return {**scores, "eval_seconds": time.time() - t}
 
 

@@ -125,10 +125,10 @@ def d_step(G, D, opt_D, real, c_real, z, c_fake, ctx: StepContext, aug_real=None
         with torch.no_grad(), _ctx(ctx):
             fake = G(z[s], select(c_fake, s), update_w_avg=True)
         with _ctx(ctx):
-            terms = d_loss(D(ctx.d_input(real[s], select(aug_real, s)), select(c_real, s)),
-                           D(ctx.d_input(fake.float(), select(aug_fake, s)), select(c_fake, s)))
-        if r1:
-            x = ctx.d_input(real[s], select(aug_real, s)).detach().requires_grad_(True)
+            x_real = ctx.d_input(real[s], select(aug_real, s))
+            terms = d_loss(D(x_real, select(c_real, s)), D(ctx.d_input(fake.float(), select(aug_fake, s)), select(c_fake, s)))
+        if r1:   # on the very input D judged, in fp32
+            x = x_real.detach().float().requires_grad_(True)
             with torch.autocast(x.device.type, enabled=False):
                 pen = r1_penalty(D(x, select(c_real, s)), x, ctx.r1_gamma)
             terms.update(loss=terms["loss"] + pen["loss"] * ctx.r1_every, r1=pen["r1"])

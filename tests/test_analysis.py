@@ -399,3 +399,44 @@ def test_boundary_steps_hand_case():
 # ---------------------------------------------------------------------------------------------- notebooks (smoke)
 
 
+
+
+# --------------------------------------------------------------------------------- kinds of generator
+
+
+def _kind(dataset, num_classes=26, channels=1, class_names=None, preset=None):
+    cfg = polyinr.get_preset("letters", width=8, levels=2, num_classes=num_classes, img_channels=channels)
+    return polyinr.Generator(cfg, preset=preset, dataset=dataset, class_names=class_names)
+
+
+def test_letters_models_are_recognised_by_their_dataset():
+    assert an.is_letters_model(_kind("letters")) and not an.is_letters_model(_kind("emoji", 26, 1))
+    assert an.is_letters_model(_kind(None))                 # an older checkpoint: 26 greyscale classes
+    assert not an.is_letters_model(_kind(None, 26, 3)) and not an.is_letters_model(_kind(None, 10, 1))
+
+
+def test_letters_only_prints_why_it_skips(capsys):
+    assert an.letters_only(_kind("letters"), "the votes") and capsys.readouterr().out == ""
+    assert not an.letters_only(_kind("emoji", 8, 3), "the votes")
+    out = capsys.readouterr().out
+    assert out.startswith("skipped: the votes needs a letters model") and "emoji (8 classes, 3 channels)" in out
+
+
+def test_class_names_and_ids():
+    letters = _kind("letters")
+    assert an.class_names(letters)[:3] == ["A", "B", "C"] and an.class_ids(letters, "AEK").tolist() == [0, 4, 10]
+    pets = _kind("pets", 3, 3, class_names=["cat", "dog", "owl"])
+    assert an.class_names(pets) == ["cat", "dog", "owl"]
+    assert an.class_ids(pets, "owl, 0").tolist() == [2, 0]
+    assert an.class_ids(pets, "AEKMRS", count=3).tolist() == [0, 1, 2]     # a letters spec: spread over classes
+    with pytest.raises(ValueError, match="classes: 'yak' is neither"):
+        an.class_ids(pets, "yak")
+    with pytest.raises(ValueError, match="class id 3 is outside 0..2"):
+        an.class_ids(pets, "3")
+    imagenet = _kind("imagenet", 1000, 3)
+    names = an.class_names(imagenet)                          # timm ships the ImageNet class names
+    assert len(names) == 1000 and len(set(names)) == 1000 and names[207] == "golden retriever" and names[0] == "tench"
+    assert an.class_ids(imagenet, "golden retriever,980").tolist() == [207, 980]
+    assert an.class_ids(imagenet, "", count=3).tolist() == [0, 500, 999]
+    free = _kind("ffhq", 0, 3)
+    assert an.class_names(free) == ["-"] and an.class_ids(free, "", count=2).tolist() == [0, 0]

@@ -27,6 +27,15 @@ def test_round_trip(tmp_path):
     assert checkpoint.load_checkpoint(path)["step"] == 7
 
 
+def test_dataset_and_class_names_travel_with_the_checkpoint(tmp_path):
+    G = polyinr.Generator(polyinr.get_preset("letters", width=16, levels=3, num_classes=3, img_channels=3),
+                          preset=None, dataset="pets", class_names=["cat", "dog", "owl"])
+    H = polyinr.load_generator(polyinr.save_checkpoint(tmp_path / "g.pt", G))
+    assert H.dataset == "pets" and H.class_names == ["cat", "dog", "owl"]
+    old = checkpoint.load_checkpoint(polyinr.save_checkpoint(tmp_path / "h.pt", _G()))
+    assert old["dataset"] is None and old["class_names"] is None            # nothing recorded: None, not guessed
+
+
 def test_prefers_ema_weights(tmp_path):
     G, G_ema = _G(), _G()
     path = polyinr.save_checkpoint(tmp_path / "g.pt", G, G_ema=G_ema.state_dict())

@@ -202,9 +202,14 @@ def test_bad_inputs_raise_value_error_naming_the_argument(call, arg, tiny_cfg):
 
 
 def test_unconditional_model_rejects_classes():
+    """An unconditional model has one implicit class, 0: c=None and all-zero ids give the same ws; any other
+    id (or a float tensor) is an error."""
     G = polyinr.build_generator("ffhq", width=16, levels=2)
-    with pytest.raises(ValueError, match="c: this generator is unconditional"):
-        G.mapping(torch.randn(1, 64), torch.tensor([0]))
+    z = torch.randn(2, 64)
+    assert torch.equal(G.mapping(z, None), G.mapping(z, torch.tensor([0, 0])))
+    for bad in (torch.tensor([0, 1]), torch.tensor([0.0, 0.0])):
+        with pytest.raises(ValueError, match="c: this generator is unconditional"):
+            G.mapping(z, bad)
 
 
 def test_unknown_preset_and_bad_config():

@@ -191,6 +191,72 @@ def test_06_high_resolution_notebook(smoke):
     assert (run / "real_letters.png").is_file() and (run / "generated.png").is_file()
 
 
+# ---- notebooks 04-06 on generators other than the letters model (random-weight emoji and ImageNet-preset checkpoints;
+# `_other_model` is defined with the 07-10 block below)
+
+LEVELS = {"emoji": 6, "imagenet": 10}
+SMOKE_LATENTS = {"emoji": 8, "imagenet": 1}      # smoke: the ImageNet preset's render cost (width 1024) caps it at one latent
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_04_heatmaps_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("04_heatmaps", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    L = LEVELS[kind]
+    assert m["skipped"] == ["the letters classifier (label_changed / label_alt of the mixes, the level roles read from them)"]
+    assert "reading" not in m and m["n_sensitivity"] == SMOKE_LATENTS[kind] and m["measure_size"] == 16
+    assert m["groups"] == {k: list(v) for k, v in an.level_groups(L).items()}
+    for name, s in m["sensitivity_per_level"].items():
+        assert set(s) == {"pixel_change", "coarse_share", "dc_share", "centroid_shift", "ink_change"}, name
+        assert len(s["pixel_change"]) == L and all(v > 0 for v in s["pixel_change"])
+        # the image mean lies in the span of the 4x4 block means, so its share of a change is never larger
+        assert all(0 <= d <= c + 1e-6 <= 1 + 2e-6 for c, d in zip(s["coarse_share"], s["dc_share"]))
+    assert math.isclose(sum(m["pixel_change_share_per_group"].values()), 1.0, rel_tol=1e-5)
+    one, per_level = m["resample_one_level_per_group"], m["sensitivity_per_level"]["same_class"]["pixel_change"]
+    fine = an.level_groups(L)["fine"]
+    assert math.isclose(one["fine"]["pixel_change"], sum(per_level[i] for i in fine) / len(fine), rel_tol=1e-6)
+    assert all(len(v) == L and all(-1 <= x <= 1 for x in v) for v in m["ink_correlation"].values())
+    for name in ("heatmaps_features_mean", "heatmaps_features_l2", "heatmaps_affine_l2", "level_sensitivity"):
+        assert (run / f"{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_05_extrapolation_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("05_extrapolation", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    assert m["skipped"] == ["the ring's ink read against the letters' white background"]
+    ulp = 2.5e-7 * max(1.0, m["zoom_out"]["4"]["max_abs"])     # about one float32 ulp of the values (random weights: up to ~40)
+    assert m["in_frame_max_abs_diff"] <= ulp and m["in_frame_max_abs_diff_dense"] <= ulp   # the frame is untouched
+    assert m["grid"] == 16 and m["margin_pixels"] == 4 and math.isclose(m["extent"][0], -4 / 15)
+    assert m["n_stats"] == SMOKE_LATENTS[kind]
+    assert list(m["zoom_out"]) == ["0", "4", "8"]
+    for margin, v in m["zoom_out"].items():
+        assert v["extent"] == list(an.frame_extent(16, int(margin))[0]) and 0 <= v["share_abs_over_2"] <= 1
+    assert math.isclose(m["boundary_step_ratio"], m["boundary_step_across"] / m["boundary_step_inside"], rel_tol=1e-12)
+    assert 0 <= m["ink_ring"] <= 1 and 0 <= m["ink_inside"] <= 1
+    assert (run / "extrapolation.png").stat().st_size > 1000 and (run / "zoom_out.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_06_high_resolution_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("06_high_resolution", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    assert m["skipped"] == ["grey_fraction (the edges of black ink on white)",
+                            "part (b), held-out-font letters against their true high-resolution glyphs"]
+    assert m["factors"] == [1, 2] and "real" not in m and "generated_grey_fraction_1x" not in m
+    g = m["generated"]["x2"]
+    assert set(g) == {"psnr_bicubic_vs_grid", "ssim_bicubic_vs_grid", "consistency_grid_max_abs", "consistency_grid_psnr",
+                      "consistency_bicubic_psnr"}
+    assert math.isfinite(g["psnr_bicubic_vs_grid"]) and 0 < g["ssim_bicubic_vs_grid"] <= 1
+    # every pixel of the box-averaged grid render is within max_abs of the 1x render (in [0, 1] units: max_abs / 2)
+    assert g["consistency_grid_psnr"] >= 20 * math.log10(2 / g["consistency_grid_max_abs"]) - 1e-3
+    assert m["summary"] == {"psnr_bicubic_vs_grid_x2": g["psnr_bicubic_vs_grid"], "ssim_bicubic_vs_grid_x2": g["ssim_bicubic_vs_grid"]}
+    assert (run / "generated.png").stat().st_size > 1000 and not (run / "real_letters.png").exists()
+
+
+# ---- end of the notebooks 04-06 block
+
+
 def test_07_interpolation_notebook(smoke):
     run, m = smoke("07_interpolation")
     assert m["endpoint_ws_max_abs_diff_w"] == 0.0                        # the end codes are the sources
@@ -240,6 +306,104 @@ def test_10_explorer_notebook(smoke):
     assert (run / "explorer_views.png").stat().st_size > 1000
 
 
+# ---- notebooks 07-10 on generators other than the letters model (random-weight emoji and ImageNet-preset checkpoints)
+
+def _other_model(m, kind):
+    """metrics["model"] describes the checkpoint of `kind` (conftest's `other_generator`)."""
+    assert m["model"] == {"dataset": kind, "letters": False, "num_classes": {"emoji": 8, "imagenet": 1000}[kind],
+                          "channels": 3, "resolution": 16}
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_07_interpolation_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("07_interpolation", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    assert m["skipped"] == ["the letters classifier's labels along the class-to-class paths",
+                            "the perceptual path length in the letters classifier's features (pixels instead)"]
+    assert "class_path" not in m and m["ppl_features"].startswith("pixels")
+    assert m["endpoint_ws_max_abs_diff_w"] == 0.0 and m["endpoint_ws_max_abs_diff_z"] < 1e-5
+    assert m["endpoint_max_abs_diff_w"] < 1e-3 and m["endpoint_max_abs_diff_z"] < 1e-3
+    assert math.isfinite(m["ppl_w"]) and m["ppl_w"] > 0 and math.isfinite(m["ppl_z"]) and m["ppl_z"] > 0
+    assert math.isclose(m["ppl_ratio_z_over_w"], m["ppl_z"] / m["ppl_w"], rel_tol=1e-9)
+    for k in ("w", "z", "classes"):
+        assert m["smoothness"][k]["step_mean"] > 0 and m["smoothness"][k]["max_over_mean"] >= 1
+    for name in ("interpolation_w", "interpolation_z", "interpolation_classes", "ppl_hist"):
+        assert (run / f"{name}.png").stat().st_size > 1000, name
+    assert not (run / "class_probability.png").exists()                  # the classifier's curve is letters-only
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_08_style_mixing_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("08_style_mixing", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    L = {"emoji": 6, "imagenet": 10}[kind]
+    assert m["levels"] == L and m["conditions"]["mask"] == [0] + [i for i in (8, 9) if i < L]
+    assert m["conditions"] == {**{k: list(v) for k, v in an.level_groups(L).items()}, "mask": m["conditions"]["mask"]}
+    assert m["skipped"] == ["the letters classifier's votes on whose letter survives"] and "votes" not in m
+    assert m["all_levels_vs_b_max_abs_diff"] < 1e-4                       # every level from B is B's image
+    for name, d in m["grid_distance"].items():
+        assert d["to_a"] > 0 and d["to_b"] > 0, name                      # a mix of some levels is neither source
+    for name in ("coarse", "middle", "fine", "mask"):
+        assert (run / f"mixing_{name}.png").stat().st_size > 1000
+    assert not (run / "votes.png").exists()
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_09_inversion_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("09_inversion", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    assert m["skipped"] == ["held-out-font and training-font letter targets (images generated from other seeds instead)",
+                            "the true high-resolution glyphs (the generating code's high-resolution render instead)"]
+    assert m["n_train"] == 0 and m["psnr_mean_train"] is None and m["real_targets"].startswith("no real images")
+    n = m["n_heldout"]
+    assert len(m["per_target"]["classes"]) == n and len(m["per_target"]["psnr_wplus"]) == n
+    assert m["psnr_mean"] == pytest.approx(sum(m["per_target"]["psnr_wplus"]) / n, rel=1e-5)
+    assert m["psnr_mean"] > m["psnr_init"] and m["psnr_mean_w"] > m["psnr_init"]   # optimisation helped
+    assert 0 < m["ssim_mean"] <= 1 and m["target_size"] == {"emoji": 16, "imagenet": 12}[kind]
+    assert m["pti"]["steps"] == 5 and math.isfinite(m["upsampled"]["2"]["inr_wplus"]["psnr"])
+    for name in ("reconstructions_heldout", "loss_curves", "upsampled", "inverted_interpolation", "inverted_mixing",
+                 "pivotal_tuning"):
+        assert (run / f"{name}.png").stat().st_size > 1000, name
+
+
+@pytest.mark.parametrize("kind", ["emoji", "imagenet"])
+def test_10_explorer_other_models(smoke, other_checkpoints, kind):
+    run, m = smoke("10_explorer", checkpoint=str(other_checkpoints[kind]))
+    _other_model(m, kind)
+    names = an.class_names(polyinr.load_generator(other_checkpoints[kind]))
+    assert m["skipped"] == [] and m["class_picker_count"] == len(names) and m["class_picker_first"] == names[:8]
+    if kind == "emoji":
+        assert m["class_picker_first"][0] == "smileys & emotion"
+    assert all(m["views_differ_from_start"].values()) and len(m["views_differ_from_start"]) == 9
+    assert m["invalid_value_kept_state"] and m["mapping_cache_hits"] > 0
+    assert (run / "explorer_views.png").stat().st_size > 1000
+
+# ---- end of notebooks 07-10 on other generators
+
+
+# ---- an unconditional model and a file in the official release's format
+
+
+@pytest.mark.parametrize("name", ["04_heatmaps", "07_interpolation"])
+def test_notebooks_on_an_unconditional_model(smoke, other_checkpoints, name):
+    """An unconditional model has the one implicit class 0: the notebooks that spread samples over classes
+    run on it (the FFHQ preset, random weights), skipping their letters-only parts."""
+    run, m = smoke(name, checkpoint=str(other_checkpoints["ffhq"]))
+    assert m["model"] == {"dataset": "ffhq", "letters": False, "num_classes": 0, "channels": 3, "resolution": 16}
+    assert m["skipped"] and all(isinstance(s, str) for s in m["skipped"])
+    if name == "07_interpolation":
+        assert m["endpoint_ws_max_abs_diff_w"] == 0.0 and m["ppl_w"] > 0
+
+
+def test_10_explorer_on_an_official_release_file(smoke, other_checkpoints):
+    """`-p checkpoint FILE.pkl`: a notebook opens a file in the official release's pickle format."""
+    run, m = smoke("10_explorer", checkpoint=str(other_checkpoints["official"]))
+    assert m["model"] == {"dataset": "official release", "letters": False, "num_classes": 10, "channels": 3,
+                          "resolution": 8}
+    assert m["class_picker_count"] == 10 and m["class_picker_first"] == [str(i) for i in range(8)]
+    assert all(m["views_differ_from_start"].values()) and m["invalid_value_kept_state"]
+
+
 def test_11_baselines_notebook(smoke):
     run, m = smoke("11_baselines")
     keys = {"params", "fd_letters", "precision_letters", "recall_letters", "class_consistency", "img_per_s",
@@ -252,11 +416,12 @@ def test_11_baselines_notebook(smoke):
     assert abs(m["conv"]["params"] / m["polyinr"]["params"] - 1) < 0.10
     assert abs(m["cips"]["params"] / m["polyinr"]["params"] - 1) < 0.10
     fits = m["fits"]
-    assert [fits[f"polyinr-s{s}"]["seed"] for s in range(3)] == [0, 1, 2]
-    assert m["polyinr"]["fd_letters"] == pytest.approx(sum(fits[f"polyinr-s{s}"]["fd_letters"] for s in range(3)) / 3)
+    assert [fits[f"polyinr-s{s}"]["seed"] for s in range(2)] == [0, 1] and "polyinr-s2" not in fits   # smoke: 2 seeds
+    assert m["polyinr"]["fd_letters"] == pytest.approx(sum(fits[f"polyinr-s{s}"]["fd_letters"] for s in range(2)) / 2)
     # conv: the 4x column is its bicubic upsampling, so both 4x scores are one number
     assert fits["conv-s0"]["fd_letters_x4"] == pytest.approx(fits["conv-s0"]["fd_letters_bicubic_x4"])
     assert fits["cips-s0"]["fd_letters_x4"] != pytest.approx(fits["cips-s0"]["fd_letters_bicubic_x4"])
     assert set(m["same_time"]) == {"polyinr", "conv", "cips"}
     assert [(c["levels"], c["width"]) for c in m["capacity"]] == [(2, 16), (4, 16)]
-    assert len(m["ablations"]) >= 2 and (run / "capacity.png").stat().st_size > 1000
+    assert len(m["ablations"]) == 3 and (run / "capacity.png").stat().st_size > 1000      # smoke: the first three
+    assert m["ablations"]["default recipe"] == fits["polyinr-s0"]                             # trained once

@@ -333,6 +333,23 @@ def test_fp16_needs_cuda_and_only_fp16_gets_scalers():
     assert set(S.grad_scalers(tiny(precision="fp16"), torch.device("cpu"))) == {"D", "G"}
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_native(monkeypatch, native):
+    """precision="auto" autocasts to bf16 on a device with a native bf16 path and runs fp32 elsewhere (an
+    AVX2-only CPU computes bf16 through reference kernels, an order of magnitude slower than fp32)."""
+    monkeypatch.setattr(S, "native_bf16", lambda device: native)
+    cpu = torch.device("cpu")
+    assert S.precision_of("auto", cpu) == ("bf16" if native else "fp32")
+    assert S.precision_of("fp32", cpu) == "fp32" and S.precision_of("bf16", cpu) == "bf16"
+    ctx = S.autocast(tiny(precision="auto"), cpu)
+    with ctx:
+        y = torch.ones(2, 2) @ torch.ones(2, 2)
+    assert y.dtype == (torch.bfloat16 if native else torch.float32)
+    assert S.grad_scalers(tiny(precision="auto"), cpu) is None
+    with pytest.raises(ValueError, match="precision"):
+        tiny(precision="bf8")
+
+
 def test_head_learning_rate_groups():
     cfg = tiny(head_lr_mult=0.1)
     G = polyinr.build_generator("letters", width=16, levels=3)
@@ -369,6 +386,7 @@ def test_run_folder_contents(tmp_path):
     run = T.train(tiny(), tmp_path / "run", progress=False)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["resolution"] == 8 and cfg["seed"] == 0 and "git_commit" in cfg["provenance"]
+    assert cfg["precision"] == "fp32"                                # the precision the run used
     stats = T.read_stats(run)
     assert [s["tick"] for s in stats] == [1, 2] and all(math.isfinite(s["d_loss"]) for s in stats)
     assert {"kimg", "img_per_s", "seconds", "g_loss"} <= set(stats[0])

@@ -1,8 +1,9 @@
 """Checkpoints: plain dicts of tensors and Python literals, written atomically and read with
-`torch.load(..., weights_only=True)` (no pickled code is ever executed).
+`torch.load(..., weights_only=True)` (no pickled code is ever executed). The official release's `.pkl`
+files are read by `polyinr.core.official` (a restricted unpickler) and can be converted to this format.
 
 Layout: {"format": "polyinr", "format_version": 1, "polyinr_version", "preset",
-"model_config": {...}, "G": state_dict, ...}; training checkpoints add "G_ema", "D", optimiser
+"model_config": {...}, "dataset", "class_names", "G": state_dict, ...}; training checkpoints add "G_ema", "D", optimiser
 states, counters and RNG states. `load_generator` prefers "G_ema" when present.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from .config import ModelConfig, get_preset
 from .files import __version__, atomic_save
 from .model import Generator
+from .official import load_official
 
 FORMAT = "polyinr"
 FORMAT_VERSION = 1
@@ -27,6 +29,8 @@ def save_checkpoint(path, G, **extra) -> Path:
         "polyinr_version": __version__,
         "preset": G.preset,
         "model_config": G.cfg.to_dict(),
+        "dataset": getattr(G, "dataset", None),
+        "class_names": getattr(G, "class_names", None),
         "G": G.state_dict(),
     }
     clash = sorted(set(extra) & set(ckpt))
@@ -60,24 +64,47 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 def load_generator(path, preset: str | None = None, key: str | None = None, map_location="cpu"):
     """Build the generator stored in `path`. `key` picks "G_ema" (default when present) or "G".
-    With `preset`, a checkpoint made from another preset (or a different config) is an error."""
+    With `preset`, a checkpoint made from another preset (or a different config) is an error.
+    A `.pkl` file is read as an official release checkpoint (`load_official`; there the preset check
+    ignores the resolution, which is the file's grid size)."""
+    if Path(path).suffix == ".pkl":
+        G = load_official(path, key=key or "G_ema")
+        if preset is not None:
+            _check_preset(path, G.preset, G.cfg, preset, get_preset(preset, resolution=G.cfg.resolution))
+        return G.to(map_location)
     ckpt = load_checkpoint(path, map_location)
     cfg = ModelConfig.from_dict(ckpt["model_config"])
     if preset is not None:
-        expected = get_preset(preset)
-        if ckpt.get("preset") != preset or cfg != expected:
-            diff = {k: (v, getattr(expected, k)) for k, v in cfg.to_dict().items() if getattr(expected, k) != v}
-            raise ValueError(f"checkpoint {str(path)!r} holds preset {ckpt.get('preset')!r}, not {preset!r}; "
-                             f"differing fields (checkpoint, requested): {diff}")
+        _check_preset(path, ckpt.get("preset"), cfg, preset, get_preset(preset))
     key = key or ("G_ema" if "G_ema" in ckpt else "G")
     if key not in ckpt:
         raise ValueError(f"checkpoint {str(path)!r} has no {key!r} entry; it has {sorted(ckpt)}")
-    G = Generator(cfg, preset=ckpt.get("preset"))
+    G = Generator(cfg, preset=ckpt.get("preset"), dataset=ckpt.get("dataset"), class_names=ckpt.get("class_names"))
     try:
         G.load_state_dict(ckpt[key])
     except RuntimeError as e:
         raise ValueError(f"checkpoint {str(path)!r}: weights {key!r} do not fit its model_config: {e}") from e
     return G.eval().requires_grad_(False)
+
+
+def _check_preset(path, stored: str | None, cfg: ModelConfig, preset: str, expected: ModelConfig) -> None:
+    if stored != preset or cfg != expected:
+        diff = {k: (v, getattr(expected, k)) for k, v in cfg.to_dict().items() if getattr(expected, k) != v}
+        raise ValueError(f"checkpoint {str(path)!r} holds preset {stored!r}, not {preset!r}; "
+                         f"differing fields (checkpoint, requested): {diff}")
+
+
+def convert_official(src, dst, key: str = "G_ema") -> Path:
+    """Convert an official release `.pkl` into a polyinr checkpoint (written atomically) with the
+    source's name and SHA-256 under "provenance"; `load_generator(dst)` then reads it with
+    weights_only=True."""
+    src, dst = Path(src), Path(dst)
+    if src.suffix != ".pkl":
+        raise ValueError(f"source {str(src)!r}: expected an official release checkpoint (.pkl)")
+    if dst.suffix == ".pkl":
+        raise ValueError(f"output {str(dst)!r}: a polyinr checkpoint is a torch file; use a .pt name")
+    G = load_official(src, key=key)
+    return save_checkpoint(dst, G, provenance={k: G.provenance[k] for k in ("source", "sha256", "format", "key", "note")})
 
 
 # ------------------------------------------------------------------------------------ resumable state

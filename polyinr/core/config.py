@@ -188,7 +188,8 @@ class TrainConfig:
     cls_weight: float = 0.0
     cls_model: str = "deit_small_distilled_patch16_224"   # timm ImageNet classifier, or "letters"
     # Execution.
-    precision: str = "fp32"          # "fp32" | "bf16" (autocast) | "fp16" (CUDA, with grad scaling)
+    precision: str = "fp32"          # "fp32" | "bf16" (autocast) | "fp16" (CUDA, with grad scaling) | "auto": bf16
+    #                                  where the device computes it natively (CUDA, AVX-512 / AMX CPUs), else fp32
     compile: bool = False            # torch.compile the synthesis
     seed: int = 0
     deterministic: bool = False      # torch.use_deterministic_algorithms (bit-exact resume on CPU)
@@ -231,8 +232,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.preset: unknown preset {self.preset!r}; expected one of {sorted(PRESETS)}")
         if self.discriminator not in ("conv", "projected"):
             raise ValueError(f"TrainConfig.discriminator must be 'conv' or 'projected', got {self.discriminator!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"TrainConfig.precision must be 'fp32', 'bf16' or 'fp16', got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "fp16", "auto"):
+            raise ValueError(f"TrainConfig.precision must be 'fp32', 'bf16', 'fp16' or 'auto', got {self.precision!r}")
         for name in ["kimg", "lr_g", "lr_d", "head_lr_mult", "tick_kimg", "ema_kimg", "eps"]:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
@@ -268,13 +269,13 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                         discriminator="projected", lr_g=1e-4, lr_d=2e-4, blur_init_sigma=2.0, blur_fade_kimg=300.0,
                         tick_kimg=40.0, snapshot_ticks=10),
     # Chosen by measurement on 2 CPU cores (experiments/README.md, "How the letters recipe was chosen"): 16x16 with bf16
-    # autocast; lr 1e-3 with the heads at 1e-4 (head_lr_mult 0.1); a StyleGAN2-style D (no spectral norm, R1,
+    # autocast where the CPU computes bf16 natively (precision "auto": AVX-512 / AMX; fp32 on AVX2-only CPUs); lr 1e-3 with the heads at 1e-4 (head_lr_mult 0.1); a StyleGAN2-style D (no spectral norm, R1,
     # minibatch-std, non-saturating loss) and translation-only DiffAugment lifted
     # precision / recall at 10k samples from 0.17 / 0.16 (the release's hinge recipe) to about 0.5 / 0.5.
     "letters": TrainConfig(preset="letters", dataset="letters", resolution=16, kimg=70.0, batch=32,
                            discriminator="conv", d_width=32, d_max_width=128, d_mbstd=4, d_spectral_norm=False,
                            loss="ns", r1_gamma=0.2, diffaugment="translation", lr_g=1e-3, lr_d=1e-3,
-                           head_lr_mult=0.1, precision="bf16", tick_kimg=10.0, eval_ticks=2, eval_num=2000),
+                           head_lr_mult=0.1, precision="auto", tick_kimg=10.0, eval_ticks=2, eval_num=2000),
 }
 
 

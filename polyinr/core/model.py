@@ -36,9 +36,14 @@ from .render import synthesize
 
 
 def check_classes(c, num_classes: int, batch: int, device) -> torch.Tensor | None:
+    """Class ids [batch] (long) for a conditional model; None for an unconditional one, which has the one
+    implicit class 0: it takes c=None or ids that are all 0 (so code written for any model can pass ids)."""
     if num_classes == 0:
         if c is not None:
-            raise ValueError("c: this generator is unconditional (num_classes=0); pass c=None")
+            c = torch.as_tensor(c)
+            if c.dtype.is_floating_point or c.dtype == torch.bool or c.numel() and bool((c != 0).any()):
+                raise ValueError("c: this generator is unconditional (num_classes=0); pass c=None (or class ids "
+                                 "that are all 0, its one implicit class)")
         return None
     if c is None:
         raise ValueError(f"c: this generator is class-conditional ({num_classes} classes); "
@@ -258,10 +263,13 @@ class Synthesis(SynthesisBase):
 class Generator(nn.Module):
     """Mapping + synthesis. `G(z, c)` renders [B, 3, H, W] images on the [0, 1]^2 grid."""
 
-    def __init__(self, cfg: ModelConfig, preset: str | None = None):
+    def __init__(self, cfg: ModelConfig, preset: str | None = None, dataset: str | None = None,
+                 class_names: list[str] | None = None):
         super().__init__()
         self.cfg = cfg
         self.preset = preset
+        self.dataset = dataset                  # what it was trained on ("letters", "emoji", a folder name, ...)
+        self.class_names = list(class_names) if class_names else None   # display names of the classes
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SYNTHESES[cfg.arch](cfg)
 

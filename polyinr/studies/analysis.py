@@ -22,7 +22,86 @@ import torch.nn.functional as F
 
 from ..core.grid import UNIT, Extent, coordinate_grid, pixel_center_extent, pixel_grid
 from ..core.images import to_unit
+from ..core.model import check_classes
 from ..core.render import as_image, render, render_coords, synthesize
+
+# ----------------------------------------------------------------------------------------------
+# What a generator is: its classes and whether it is a letters model
+
+LETTER_NAMES = [chr(ord("A") + i) for i in range(26)]
+
+
+def is_letters_model(G) -> bool:
+    """True for a generator trained on the letters data: the notebooks' letters-only parts (the
+    letters classifier's votes, references rendered from the fonts) apply to it alone. Checkpoints
+    record their dataset; older ones without it count as letters when 26-class and greyscale."""
+    dataset = getattr(G, "dataset", None)
+    if dataset is not None:
+        return dataset == "letters"
+    return G.cfg.num_classes == 26 and G.cfg.img_channels == 1
+
+
+def letters_only(G, what: str) -> bool:
+    """Whether the letters-only part `what` runs for G; prints why it is skipped when it does not."""
+    if is_letters_model(G):
+        return True
+    print(f"skipped: {what} needs a letters model; this generator was trained on "
+          f"{getattr(G, 'dataset', None) or 'other data'} ({G.cfg.num_classes or 'no'} classes, "
+          f"{G.cfg.img_channels} channel{'s' if G.cfg.img_channels > 1 else ''})")
+    return False
+
+
+def class_names(G) -> list[str]:
+    """Display names of G's classes (one entry, "-", for an unconditional model): the names stored in its
+    checkpoint, A-Z for a letters model, the ImageNet class names (shipped with timm) for a 1000-class
+    model trained on ImageNet, else the class numbers."""
+    n = G.cfg.num_classes
+    if getattr(G, "class_names", None) and len(G.class_names) == n:
+        return list(G.class_names)
+    if n == 0:
+        return ["-"]
+    if is_letters_model(G):
+        return list(LETTER_NAMES)
+    if n == 1000 and "imagenet" in str(getattr(G, "dataset", None) or getattr(G, "preset", None) or ""):
+        from timm.data import ImageNetInfo
+        info = ImageNetInfo()
+        first = [info.index_to_description(i).split(",")[0].strip() for i in range(n)]   # "tench, Tinca tinca"
+        twice = {name for name in first if first.count(name) > 1}                       # e.g. the two "crane"s
+        return [f"{name} ({i})" if name in twice else name for i, name in enumerate(first)]
+    return [str(i) for i in range(n)]
+
+
+def class_ids(G, spec: str, count: int | None = None) -> torch.Tensor:
+    """Class ids picked by `spec`: for a letters model a string of letters ("AEKMRS"), otherwise a
+    comma-separated list of ids or names ("207,980" / "golden retriever"); an empty spec, or a letters
+    spec given to a model of other classes, picks `count` ids spread evenly over the classes. An
+    unconditional model gets zeros (ignored by its mapping)."""
+    n = G.cfg.num_classes
+    if n == 0:
+        return torch.zeros(count if count is not None else max(1, len(spec.split(","))), dtype=torch.long)
+    names = class_names(G)
+    if is_letters_model(G) and spec:
+        picked = [LETTER_NAMES.index(ch) for ch in spec.upper() if ch in LETTER_NAMES]
+    elif spec and (spec.isalpha() and spec.isupper()):      # a letters spec for a model of other classes
+        picked = []
+    else:
+        picked = []
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            if part.isdigit():
+                if not 0 <= int(part) < n:
+                    raise ValueError(f"classes: class id {part} is outside 0..{n - 1}")
+                picked.append(int(part))
+            elif part in names:
+                picked.append(names.index(part))
+            else:
+                raise ValueError(f"classes: {part!r} is neither a class id (0..{n - 1}) nor a class name of this model")
+    if not picked:
+        k = count if count is not None else min(n, 6)
+        picked = torch.linspace(0, n - 1, k).round().long().tolist() if k > 1 else [0]
+    if count is not None:
+        picked = picked[:count]
+    return torch.tensor(picked, dtype=torch.long)
+
 
 # ----------------------------------------------------------------------------------------------
 # Latents, levels, groups and style mixing
@@ -495,7 +574,7 @@ def perceptual_path_length(G, extractor, z_a: torch.Tensor, z_b: torch.Tensor, c
     Gd, Ed = _as_dtype(G, dtype), _as_dtype(extractor, dtype)
     feat = Ed.features if hasattr(Ed, "features") else Ed
     size = size or G.cfg.resolution
-    cc = None if c is None else torch.as_tensor(c).reshape(-1).expand(N)
+    cc = None if c is None else check_classes(torch.as_tensor(c).reshape(-1).expand(N), G.cfg.num_classes, N, z_a.device)
     mapping = lambda z, c: Gd.mapping.unchecked(z, c, psi)[:, 0]   # noqa: E731  (in dtype; the public call is fp32)
     dists = []
     for i in range(0, N, batch):
@@ -564,11 +643,12 @@ def image_table(rows, row_titles=None, col_titles=None, cell: float = 1.1, cmap:
 def heatmap_table(image: torch.Tensor, maps: torch.Tensor, row_titles=None, title: str | None = None,
                   cell: float = 0.9, cmap: str = "inferno", pad: int = 2):
     """Rows of [image, level 0 map, ..., level L-1 map] from `level_heatmaps` outputs image
-    [B, C, H, W] and maps [B, L, H, W] (in [0, 1]), drawn as one mosaic. Returns the figure."""
+    [B, C, H, W] (C = 1 grey or 3 RGB) and maps [B, L, H, W] (in [0, 1]), drawn as one mosaic. Returns
+    the figure."""
     import matplotlib.pyplot as plt
     B, L, H, W = maps.shape
     colors = plt.get_cmap(cmap)(maps.clamp(0, 1).numpy())[..., :3]             # [B, L, H, W, 3]
-    img = to_unit(image).mean(1)[..., None].expand(B, H, W, 3).numpy()
+    img = to_unit(image).expand(B, 3, H, W).permute(0, 2, 3, 1).numpy()       # grey [B, 1, H, W] or RGB -> [B, H, W, 3]
     mosaic = torch.ones(B * (H + pad) - pad, (L + 1) * (W + pad) - pad, 3).numpy()
     for i in range(B):
         r = i * (H + pad)
@@ -600,3 +680,74 @@ __all__ = [
     "lerp", "slerp", "interpolate_w", "interpolate_z", "interpolate_classes", "step_changes", "smoothness",
     "perceptual_path_length", "image_table", "heatmap_table",
 ]
+
+
+# ----------------------------------------------------------------------------------------------
+# Any generator in the qualitative notebooks (07-09): what it is, class pairs, a feature space
+# that needs no letters classifier
+
+
+def model_summary(G) -> dict:
+    """What a notebook records as metrics["model"]: dataset, whether it is a letters model, number
+    of classes, image channels and training resolution."""
+    return {"dataset": getattr(G, "dataset", None), "letters": is_letters_model(G), "num_classes": G.cfg.num_classes,
+            "channels": G.cfg.img_channels, "resolution": G.cfg.resolution}
+
+
+def class_pairs(G, spec: str, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class pairs (a, b) as two LongTensors [K]: for a letters model comma-separated letter pairs
+    ("AH,CO"); otherwise comma-separated "a>b" items whose ends are ids or names (see `class_ids`:
+    "207>980,golden retriever>tabby"). A letters spec given to another model, or "", picks `count`
+    (default min(n, 6)) classes a spread over the classes, each paired with the class half-way round."""
+    items = [p.strip() for p in spec.split(",") if p.strip()]
+    if is_letters_model(G) and items:
+        ids = [class_ids(G, p) for p in items]
+        if any(len(i) != 2 for i in ids):
+            raise ValueError(f"class_pairs: expected two letters per pair, got {spec!r}")
+        return torch.stack([i[0] for i in ids]), torch.stack([i[1] for i in ids])
+    if items and all(">" in p for p in items):
+        ends = [[class_ids(G, e.strip()) for e in p.split(">")] for p in items]
+        if any(len(e) != 2 or len(e[0]) != 1 or len(e[1]) != 1 for e in ends):
+            raise ValueError(f"class_pairs: expected items 'a>b' with one class on each side, got {spec!r}")
+        return torch.cat([e[0] for e in ends]), torch.cat([e[1] for e in ends])
+    a = class_ids(G, "", count)
+    return a, (a + max(G.cfg.num_classes, 1) // 2) % max(G.cfg.num_classes, 1)
+
+
+def downsampled_pixels(img: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """A feature space that needs no trained network: the image [B, C, H, W] area-averaged to
+    size x size, flattened: [B, C * size * size] (e.g. the `extractor` of `perceptual_path_length`
+    for models without a classifier of their own)."""
+    return F.adaptive_avg_pool2d(img, size).flatten(1)
+
+
+def class_labels(G, ids, width: int = 16) -> list[str]:
+    """Short labels of class ids for figure titles: the first name of each class (ImageNet names
+    list synonyms after a comma), cut to `width` characters."""
+    names = class_names(G)
+    return [names[int(i)].split(",")[0][:width] for i in torch.as_tensor(ids).reshape(-1)]
+
+
+__all__ += ["model_summary", "class_pairs", "class_labels", "downsampled_pixels"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Any generator in the qualitative notebooks (04-06): what a render costs, so that smoke runs of wide
+# models stay short
+
+
+def macs_per_pixel(G) -> int:
+    """Multiply-adds of the synthesis network per rendered pixel and latent: the per-level n x n channel
+    mixing (levels x width^2) plus the n -> C read-out; the per-latent style and mapping layers are left out."""
+    return G.cfg.levels * G.cfg.width ** 2 + G.cfg.width * G.cfg.img_channels
+
+
+def affordable(G, n: int, pixels: int, budget: float = 2e9) -> int:
+    """How many latents, at most n and at least 1, can be rendered at `pixels` pixels each within `budget`
+    multiply-adds (`macs_per_pixel`; 2e9 is about 0.2 s on one CPU thread). The notebooks' smoke runs
+    use it: it leaves the letters model's small counts as they are and cuts those of the ImageNet preset
+    (width 1024, 64x the letters model's cost per pixel) to one latent."""
+    return max(1, min(n, int(budget // (macs_per_pixel(G) * pixels))))
+
+
+__all__ += ["macs_per_pixel", "affordable"]

@@ -33,7 +33,7 @@ from ..core.checkpoint import load_generator
 from ..core.files import resolve
 from ..core.images import to_uint8
 from ..core.render import render
-from .analysis import level_groups, level_heatmaps, level_mask, mix_styles
+from .analysis import class_names, level_groups, level_heatmaps, level_mask, mix_styles
 
 RESOLUTIONS = (16, 32, 64, 128, 256, 512)
 HEATMAP_KINDS = ("features", "affine")
@@ -265,14 +265,6 @@ class Explorer:
 
 
 # ------------------------------------------------------------------------------------- widget layer
-
-
-def class_names(G) -> list[str]:
-    """Display names of G's classes: A-Z for a 26-class 1-channel model (letters), else numbers."""
-    n = G.cfg.num_classes
-    if n == 26 and G.cfg.img_channels == 1:
-        return [chr(ord("A") + i) for i in range(26)]
-    return [str(i) for i in range(max(n, 1))]
 
 
 class ExplorerApp:

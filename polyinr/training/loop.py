@@ -52,7 +52,7 @@ from .classifiers import build_classifier
 from .data import load_dataset
 from .discriminator import build_D
 from .distributed import Dist, gather_rng_states, init_distributed, seed_everything, set_rng_state
-from .steps import StepContext, autocast, d_step, g_param_groups, g_step, grad_scalers, select, update_ema
+from .steps import StepContext, autocast, d_step, g_param_groups, g_step, grad_scalers, precision_of, select, update_ema
 
 
 def model_config_for(cfg: TrainConfig, dataset) -> ModelConfig:
@@ -232,7 +232,7 @@ def build_run(cfg: TrainConfig, run_dir, device=None) -> Run:
     dataset = load_dataset(cfg.dataset, resolution=cfg.resolution, split="train",
                            **({} if builtin else {"workers": cfg.workers}))
     mcfg = model_config_for(cfg, dataset)
-    G = Generator(mcfg, preset=cfg.preset).to(device).train()
+    G = Generator(mcfg, preset=cfg.preset, dataset=dataset.name, class_names=dataset.class_names).to(device).train()
     D = build_D(cfg, dataset.channels, dataset.num_classes).to(device).train()
     run = Run(cfg=cfg, run_dir=Path(run_dir), dist=dist, device=device, local=local, micro=micro,
               shard=slice(dist.rank * local, (dist.rank + 1) * local), dataset=dataset, mcfg=mcfg, G=G,
@@ -292,6 +292,7 @@ def prepare_run(run: Run, resume=None, ck: dict | None = None) -> None:
               "seed": cfg.seed, "world_size": dist.world,
               "rank_seeds": [cfg.seed * dist.world + r for r in range(dist.world)],
               "batch_per_process": run.local, "micro_batch": run.micro, "device": str(run.device),
+              "precision": precision_of(cfg.precision, run.device),
               "resumed_from": str(resume) if resume is not None else None, "stage_from": run.stage_from,
               "provenance": provenance()}
     cfg_path = run.run_dir / "config.json"   # keep what a notebook wrote there (its parameters)

@@ -20,16 +20,38 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bfloat16 matrix products natively: a CUDA device with bf16 support, or a
+    CPU on which oneDNN has a bf16 path (AVX-512 or AMX). Elsewhere (AVX2-only x86, most ARM laptops)
+    bf16 autocast falls back to reference kernels that are an order of magnitude slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
+def precision_of(precision: str, device: torch.device) -> str:
+    """The precision a run uses: "auto" is bf16 where `device` computes it natively, else fp32."""
+    if precision == "auto":
+        return "bf16" if native_bf16(torch.device(device)) else "fp32"
+    return precision
+
+
 def autocast(cfg: TrainConfig, device: torch.device):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision: fp16 needs a CUDA device; use bf16 on CPU")
+    precision = precision_of(cfg.precision, device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision: fp16 needs a CUDA device; use bf16 or auto on CPU")
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def grad_scalers(cfg: TrainConfig, device: torch.device) -> dict | None:
     """fp16 needs loss scaling (its exponent range is narrow); bf16 and fp32 do not."""
-    if cfg.precision != "fp16":
+    if precision_of(cfg.precision, device) != "fp16":
         return None
     return {"D": torch.amp.GradScaler(device.type), "G": torch.amp.GradScaler(device.type)}
 

@@ -191,11 +191,16 @@ def test_06_high_resolution_notebook(smoke):
     assert (run / "real_letters.png").is_file() and (run / "generated.png").is_file()
 
 
-# ---- notebooks 04-06 on generators other than the letters model (random-weight emoji and ImageNet-preset checkpoints;
-# `_other_model` is defined with the 07-10 block below)
+# ---- notebooks 04-10 on generators other than the letters model (random-weight emoji and ImageNet-preset checkpoints)
 
 LEVELS = {"emoji": 6, "imagenet": 10}
 SMOKE_LATENTS = {"emoji": 8, "imagenet": 1}      # smoke: the ImageNet preset's render cost (width 1024) caps it at one latent
+
+
+def _other_model(m, kind):
+    """metrics["model"] describes the checkpoint of `kind` (conftest's `other_generator`)."""
+    assert m["model"] == {"dataset": kind, "letters": False, "num_classes": {"emoji": 8, "imagenet": 1000}[kind],
+                          "channels": 3, "resolution": 16}
 
 
 @pytest.mark.parametrize("kind", ["emoji", "imagenet"])
@@ -308,12 +313,6 @@ def test_10_explorer_notebook(smoke):
 
 # ---- notebooks 07-10 on generators other than the letters model (random-weight emoji and ImageNet-preset checkpoints)
 
-def _other_model(m, kind):
-    """metrics["model"] describes the checkpoint of `kind` (conftest's `other_generator`)."""
-    assert m["model"] == {"dataset": kind, "letters": False, "num_classes": {"emoji": 8, "imagenet": 1000}[kind],
-                          "channels": 3, "resolution": 16}
-
-
 @pytest.mark.parametrize("kind", ["emoji", "imagenet"])
 def test_07_interpolation_other_models(smoke, other_checkpoints, kind):
     run, m = smoke("07_interpolation", checkpoint=str(other_checkpoints[kind]))
@@ -336,7 +335,7 @@ def test_07_interpolation_other_models(smoke, other_checkpoints, kind):
 def test_08_style_mixing_other_models(smoke, other_checkpoints, kind):
     run, m = smoke("08_style_mixing", checkpoint=str(other_checkpoints[kind]))
     _other_model(m, kind)
-    L = {"emoji": 6, "imagenet": 10}[kind]
+    L = LEVELS[kind]
     assert m["levels"] == L and m["conditions"]["mask"] == [0] + [i for i in (8, 9) if i < L]
     assert m["conditions"] == {**{k: list(v) for k, v in an.level_groups(L).items()}, "mask": m["conditions"]["mask"]}
     assert m["skipped"] == ["the letters classifier's votes on whose letter survives"] and "votes" not in m

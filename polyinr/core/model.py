@@ -294,6 +294,13 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def flops_per_pixel(cfg) -> int:
+    """FLOPs (2 per multiply-add) of one pixel of a Poly-INR synthesis: per level the n x n product W_i (.)
+    and the affine term A_i X (3n), plus the n -> C output layer. Element-wise work is not counted."""
+    n = cfg.width
+    return cfg.levels * (2 * n * n + 2 * 3 * n) + 2 * n * cfg.img_channels
+
+
 def matched_config(cfg: ModelConfig, arch: str) -> ModelConfig:
     """`cfg` with generator family `arch` and the width whose total parameter count is closest to
     cfg's (same mapping network, classes and channels; conv: its 2 log2(R) - 3 style inputs, cips:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..core.grid import UNIT, Extent, coordinate_grid, pixel_center_extent, pixel_grid
 from ..core.images import to_unit
-from ..core.model import check_classes
+from ..core.model import check_classes, flops_per_pixel
 from ..core.render import as_image, render, render_coords, synthesize
 
 # ----------------------------------------------------------------------------------------------
@@ -101,6 +101,50 @@ def class_ids(G, spec: str, count: int | None = None) -> torch.Tensor:
     if count is not None:
         picked = picked[:count]
     return torch.tensor(picked, dtype=torch.long)
+
+
+def model_summary(G) -> dict:
+    """What a notebook records as metrics["model"]: dataset, whether it is a letters model, number
+    of classes, image channels and training resolution."""
+    return {"dataset": getattr(G, "dataset", None), "letters": is_letters_model(G), "num_classes": G.cfg.num_classes,
+            "channels": G.cfg.img_channels, "resolution": G.cfg.resolution}
+
+def class_pairs(G, spec: str, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class pairs (a, b) as two LongTensors [K]: for a letters model comma-separated letter pairs
+    ("AH,CO"); otherwise comma-separated "a>b" items whose ends are ids or names (see `class_ids`:
+    "207>980,golden retriever>tabby"). A letters spec given to another model, or "", picks `count`
+    (default min(n, 6)) classes a spread over the classes, each paired with the class half-way round."""
+    items = [p.strip() for p in spec.split(",") if p.strip()]
+    if is_letters_model(G) and items:
+        ids = [class_ids(G, p) for p in items]
+        if any(len(i) != 2 for i in ids):
+            raise ValueError(f"class_pairs: expected two letters per pair, got {spec!r}")
+        return torch.stack([i[0] for i in ids]), torch.stack([i[1] for i in ids])
+    if items and all(">" in p for p in items):
+        ends = [[class_ids(G, e.strip()) for e in p.split(">")] for p in items]
+        if any(len(e) != 2 or len(e[0]) != 1 or len(e[1]) != 1 for e in ends):
+            raise ValueError(f"class_pairs: expected items 'a>b' with one class on each side, got {spec!r}")
+        return torch.cat([e[0] for e in ends]), torch.cat([e[1] for e in ends])
+    a = class_ids(G, "", count)
+    return a, (a + max(G.cfg.num_classes, 1) // 2) % max(G.cfg.num_classes, 1)
+
+def class_labels(G, ids, width: int = 16) -> list[str]:
+    """Short labels of class ids for figure titles: their `class_names`, cut to `width` characters."""
+    names = class_names(G)
+    return [names[int(i)][:width] for i in torch.as_tensor(ids).reshape(-1)]
+
+def wide(G) -> bool:
+    """Whether one pixel of G costs over 2 MFLOP (`flops_per_pixel`: the ImageNet and FFHQ presets, not the
+    letters or other small models); the notebooks' smoke runs shrink their renders for such a model."""
+    return flops_per_pixel(G.cfg) > 2e6
+
+
+def affordable(G, n: int, pixels: int, budget: float = 4e9) -> int:
+    """How many latents, at most n and at least 1, can be rendered at `pixels` pixels each within `budget`
+    FLOPs (`flops_per_pixel`; 4e9 is about 0.2 s on one CPU thread). The notebooks' smoke runs use it: it
+    leaves the letters model's small counts as they are and cuts those of the ImageNet preset (width 1024,
+    64x the letters model's cost per pixel) to one latent."""
+    return max(1, min(n, int(budget // (flops_per_pixel(G.cfg) * pixels))))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,6 +599,13 @@ def _as_dtype(module, dtype):
     return module if p is None or p.dtype == dtype else copy.deepcopy(module).to(dtype)
 
 
+def downsampled_pixels(img: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """A feature space that needs no trained network: the image [B, C, H, W] area-averaged to
+    size x size, flattened: [B, C * size * size] (e.g. the `extractor` of `perceptual_path_length`
+    for models without a classifier of their own)."""
+    return F.adaptive_avg_pool2d(img, size).flatten(1)
+
+
 @torch.no_grad()
 def perceptual_path_length(G, extractor, z_a: torch.Tensor, z_b: torch.Tensor, c, space: str = "w",
                            t: torch.Tensor | None = None, eps: float = 1e-4, size: int | None = None,
@@ -678,76 +729,7 @@ __all__ = [
     "margin_pixels", "frame_extent", "extrapolate", "boundary_steps", "frame_crop", "zoom_out", "render_series",
     "render_upsampled", "downsample_area", "grey_fraction",
     "lerp", "slerp", "interpolate_w", "interpolate_z", "interpolate_classes", "step_changes", "smoothness",
-    "perceptual_path_length", "image_table", "heatmap_table",
+    "perceptual_path_length", "downsampled_pixels", "image_table", "heatmap_table",
+    "LETTER_NAMES", "is_letters_model", "letters_only", "class_names", "class_ids", "model_summary", "class_pairs",
+    "class_labels", "wide", "affordable",
 ]
-
-
-# ----------------------------------------------------------------------------------------------
-# Any generator in the qualitative notebooks (07-09): what it is, class pairs, a feature space
-# that needs no letters classifier
-
-
-def model_summary(G) -> dict:
-    """What a notebook records as metrics["model"]: dataset, whether it is a letters model, number
-    of classes, image channels and training resolution."""
-    return {"dataset": getattr(G, "dataset", None), "letters": is_letters_model(G), "num_classes": G.cfg.num_classes,
-            "channels": G.cfg.img_channels, "resolution": G.cfg.resolution}
-
-
-def class_pairs(G, spec: str, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class pairs (a, b) as two LongTensors [K]: for a letters model comma-separated letter pairs
-    ("AH,CO"); otherwise comma-separated "a>b" items whose ends are ids or names (see `class_ids`:
-    "207>980,golden retriever>tabby"). A letters spec given to another model, or "", picks `count`
-    (default min(n, 6)) classes a spread over the classes, each paired with the class half-way round."""
-    items = [p.strip() for p in spec.split(",") if p.strip()]
-    if is_letters_model(G) and items:
-        ids = [class_ids(G, p) for p in items]
-        if any(len(i) != 2 for i in ids):
-            raise ValueError(f"class_pairs: expected two letters per pair, got {spec!r}")
-        return torch.stack([i[0] for i in ids]), torch.stack([i[1] for i in ids])
-    if items and all(">" in p for p in items):
-        ends = [[class_ids(G, e.strip()) for e in p.split(">")] for p in items]
-        if any(len(e) != 2 or len(e[0]) != 1 or len(e[1]) != 1 for e in ends):
-            raise ValueError(f"class_pairs: expected items 'a>b' with one class on each side, got {spec!r}")
-        return torch.cat([e[0] for e in ends]), torch.cat([e[1] for e in ends])
-    a = class_ids(G, "", count)
-    return a, (a + max(G.cfg.num_classes, 1) // 2) % max(G.cfg.num_classes, 1)
-
-
-def downsampled_pixels(img: torch.Tensor, size: int = 16) -> torch.Tensor:
-    """A feature space that needs no trained network: the image [B, C, H, W] area-averaged to
-    size x size, flattened: [B, C * size * size] (e.g. the `extractor` of `perceptual_path_length`
-    for models without a classifier of their own)."""
-    return F.adaptive_avg_pool2d(img, size).flatten(1)
-
-
-def class_labels(G, ids, width: int = 16) -> list[str]:
-    """Short labels of class ids for figure titles: the first name of each class (ImageNet names
-    list synonyms after a comma), cut to `width` characters."""
-    names = class_names(G)
-    return [names[int(i)].split(",")[0][:width] for i in torch.as_tensor(ids).reshape(-1)]
-
-
-__all__ += ["model_summary", "class_pairs", "class_labels", "downsampled_pixels"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Any generator in the qualitative notebooks (04-06): what a render costs, so that smoke runs of wide
-# models stay short
-
-
-def macs_per_pixel(G) -> int:
-    """Multiply-adds of the synthesis network per rendered pixel and latent: the per-level n x n channel
-    mixing (levels x width^2) plus the n -> C read-out; the per-latent style and mapping layers are left out."""
-    return G.cfg.levels * G.cfg.width ** 2 + G.cfg.width * G.cfg.img_channels
-
-
-def affordable(G, n: int, pixels: int, budget: float = 2e9) -> int:
-    """How many latents, at most n and at least 1, can be rendered at `pixels` pixels each within `budget`
-    multiply-adds (`macs_per_pixel`; 2e9 is about 0.2 s on one CPU thread). The notebooks' smoke runs
-    use it: it leaves the letters model's small counts as they are and cuts those of the ImageNet preset
-    (width 1024, 64x the letters model's cost per pixel) to one latent."""
-    return max(1, min(n, int(budget // (macs_per_pixel(G) * pixels))))
-
-
-__all__ += ["macs_per_pixel", "affordable"]

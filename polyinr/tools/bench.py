@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import yaml
 
 from ..core.config import get_preset, get_train_preset, parse_policy
-from ..core.model import Generator, build_generator
+from ..core.model import Generator, build_generator, flops_per_pixel
 from ..core.render import default_chunk, pixel_blocks, render
 from ..studies import inr
 from ..training.discriminator import build_D
@@ -38,11 +38,6 @@ from ..training.steps import StepContext, autocast, d_step, g_param_groups, g_st
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def flops_per_pixel(cfg) -> int:
-    """FLOPs (2 per multiply-add) of one pixel: per level the n x n product W_i (.) and the affine
-    term A_i X (3n), plus the n -> 3 output layer. Element-wise work is not counted."""
-    n = cfg.width
-    return cfg.levels * (2 * n * n + 2 * 3 * n) + 2 * n * cfg.img_channels
 
 
 def peak_rss_mb() -> float:

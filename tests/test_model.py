@@ -12,6 +12,7 @@ from polyinr.studies import theory
 @pytest.mark.parametrize("preset,total,synthesis,mapping", [
     ("imagenet", 45_869_695, 45_200_447, 669_248),
     ("ffhq", 13_198_399, 12_902_463, 295_936),
+    ("emoji", 1_115_775, 1_014_591, 101_184),            # ours (12_emoji), not the paper's
 ])
 def test_exact_parameter_counts(preset, total, synthesis, mapping):
     with torch.device("meta"):

@@ -199,7 +199,7 @@ SMOKE_LATENTS = {"emoji": 8, "imagenet": 1}      # smoke: the ImageNet preset's 
 
 def _other_model(m, kind):
     """metrics["model"] describes the checkpoint of `kind` (conftest's `other_generator`)."""
-    assert m["model"] == {"dataset": kind, "letters": False, "num_classes": {"emoji": 8, "imagenet": 1000}[kind],
+    assert m["model"] == {"dataset": {"emoji": "emoji-groups"}.get(kind, kind), "letters": False, "num_classes": {"emoji": 8, "imagenet": 1000}[kind],
                           "channels": 3, "resolution": 16}
 
 
@@ -372,7 +372,7 @@ def test_10_explorer_other_models(smoke, other_checkpoints, kind):
     names = an.class_names(polyinr.load_generator(other_checkpoints[kind]))
     assert m["skipped"] == [] and m["class_picker_count"] == len(names) and m["class_picker_first"] == names[:8]
     if kind == "emoji":
-        assert m["class_picker_first"][0] == "smileys & emotion"
+        assert m["class_picker_first"][0] == "faces"
     assert all(m["views_differ_from_start"].values()) and len(m["views_differ_from_start"]) == 9
     assert m["invalid_value_kept_state"] and m["mapping_cache_hits"] > 0
     assert (run / "explorer_views.png").stat().st_size > 1000
@@ -424,3 +424,20 @@ def test_11_baselines_notebook(smoke):
     assert [(c["levels"], c["width"]) for c in m["capacity"]] == [(2, 16), (4, 16)]
     assert len(m["ablations"]) == 3 and (run / "capacity.png").stat().st_size > 1000      # smoke: the first three
     assert m["ablations"]["default recipe"] == fits["polyinr-s0"]                             # trained once
+
+
+def test_12_emoji_notebook(smoke):
+    from polyinr.training.emoji import EMOJI_GROUPS
+    run, m = smoke("12_emoji")
+    G = polyinr.load_generator(run / "generator.pt")
+    assert (G.dataset, G.class_names, G.cfg.img_channels, G.cfg.num_classes) == ("emoji-groups", list(EMOJI_GROUPS), 3, 8)
+    assert set(m["groups"]) == set(EMOJI_GROUPS) and m["params"] == polyinr.count_parameters(G)
+    n = sum(m["groups"].values())
+    assert (m["quality_protocol"]["half_a"], m["quality_protocol"]["half_b"]) == (n // 2, n - n // 2)
+    q = m["quality"]                                  # a few steps of a tiny model are far from the real floor
+    assert q["fd"]["model"] > q["fd"]["floor"] and q["recall"]["model"] < q["recall"]["floor"]
+    assert m["extrapolation"]["in_frame_max_abs_diff"] == 0                    # the frame is the normal render
+    assert set(m["hires"]) == {"x4"} and set(m["mixing_distance"]) == {"coarse", "middle", "fine"}
+    for name in ("reals", "samples", "samples_x4", "high_resolution", "extrapolation", "interpolation_w",
+                 "interpolation_groups", "mixing_fine", "heatmaps_features"):
+        assert (run / f"{name}.png").stat().st_size > 1000, name

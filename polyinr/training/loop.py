@@ -228,7 +228,7 @@ def build_run(cfg: TrainConfig, run_dir, device=None) -> Run:
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     seed_everything(cfg.seed)
-    builtin = cfg.dataset in ("letters", "digits", "emoji")
+    builtin = cfg.dataset in ("letters", "digits", "emoji", "emoji-groups")
     dataset = load_dataset(cfg.dataset, resolution=cfg.resolution, split="train",
                            **({} if builtin else {"workers": cfg.workers}))
     mcfg = model_config_for(cfg, dataset)

@@ -347,6 +347,11 @@ def test_evaluate_halves_scores_model_and_floor_on_equal_halves(tmp_path):
     assert m1["fd_polyinr_tiny"] != m2["fd_polyinr_tiny"]                       # two random generators
     again = E.evaluate_halves(G1, extractor="polyinr-tiny", dataset=str(folder), floor_seed=5, progress=False)
     assert again["metrics"] == pytest.approx(m1, rel=1e-6)                      # batch-size independent
+    ckpt = polyinr.save_checkpoint(tmp_path / "g.pt", G1, train_config=get_train_preset("letters", dataset=str(folder)).to_dict())
+    via_cli = E.evaluate(str(ckpt), "halves", extractor="polyinr-tiny", batch=4, seed=0, progress=False)
+    assert via_cli["metrics"] == pytest.approx(E.evaluate_halves(G1, extractor="polyinr-tiny", dataset=str(folder),
+                                                                 progress=False)["metrics"], rel=1e-6)
+    assert via_cli["protocol"]["halves"]["reference"]["dataset"] == str(folder)   # the checkpoint's training data
     with pytest.raises(ValueError, match="at least 4"):
         few = tmp_path / "few"
         few.mkdir()

@@ -477,7 +477,8 @@ def evaluate(network, metrics=("letters",), num: int | None = None, resolution: 
     """Run metric groups: "letters" (fd/kid/precision/recall/class consistency + floors), "hires"
     (the Table 3 protocol, implies letters), "fid", "kid", "is", "pr", "sfid" (Inception via
     torch-fidelity), "fid_random" (random-feature Inception), "halves" (random-feature FD / precision /
-    recall with a half-split real floor, `evaluate_halves`). Returns {"metrics", "protocol": {group: ...}}."""
+    recall with a half-split real floor, `evaluate_halves`; `num` does not apply: half the training set;
+    another `extractor` than the default replaces the random Inception). Returns {"metrics", "protocol": {group: ...}}."""
     metrics = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:
@@ -518,7 +519,8 @@ def evaluate(network, metrics=("letters",), num: int | None = None, resolution: 
     if "halves" in metrics:
         if resolution not in (None, G.cfg.resolution):
             raise ValueError(f"resolution: 'halves' scores at the training resolution {G.cfg.resolution}, got {resolution}")
-        r = evaluate_halves(network, **{k: v for k, v in common.items() if k != "reference_n"})
+        ext = "inception-v3-random" if extractor == "inception-v3-compat" else extractor   # no download needed
+        r = evaluate_halves(network, extractor=ext, **{k: v for k, v in common.items() if k != "reference_n"})
         out["metrics"].update(r["metrics"])
         out["protocol"]["halves"] = r["protocol"]
     return out

@@ -338,6 +338,20 @@ def inception_reference(extractor, info: dict, dataset: str, resolution: int, n:
     return {k: torch.from_numpy(v) for k, v in arrays.items()} | {"path": str(path)}
 
 
+def _extracted_samples(G, ext, ref: dict, num: int, R: int, seed: int, psi: float, batch: int, device,
+                       progress: bool, sfid: bool = False) -> dict:
+    """Extractor features {layer: [num, d]} of samples 0 .. num - 1 rendered at R (the denser grid above
+    the training resolution), classes drawn by the reference set's label distribution."""
+    lab = ref.get("labels")
+    probs = np.bincount(lab.numpy(), minlength=G.cfg.num_classes) if (lab is not None and G.cfg.conditional) else None
+    gen = {}
+    for _, _, ws in sample_batches(G, num, seed, psi, probs, batch, device, progress, "samples"):
+        img = to_uint8(render(G, ws, R, R, extent=_dense_extent(G.cfg.resolution, R / G.cfg.resolution)))
+        for k, v in _fid.extract(ext, img, sfid=sfid).items():
+            gen.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in gen.items()}
+
+
 def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inception-v3-compat",
                        weights=None, num: int = 50000, seed: int = 0, psi: float = 1.0, dataset: str | None = None,
                        resolution: int | None = None, reference_n: int | None = None, batch: int = 64,
@@ -356,15 +370,8 @@ def evaluate_inception(network, metrics=INCEPTION_METRICS, extractor: str = "inc
     ext, info = _fid.create_extractor(extractor, weights=weights, device=device)
     sfid = "sfid" in metrics
     ref = inception_reference(ext, info, dataset, R, reference_n, sfid=sfid, progress=progress)
-    lab = ref.get("labels")
-    probs = np.bincount(lab.numpy(), minlength=G.cfg.num_classes) if (lab is not None and G.cfg.conditional) else None
-    gen = {}
     t0 = time.perf_counter()
-    for _, _, ws in sample_batches(G, num, seed, psi, probs, batch, device, progress, "inception samples"):
-        img = to_uint8(render(G, ws, R, R, extent=_dense_extent(G.cfg.resolution, R / G.cfg.resolution)))
-        for k, v in _fid.extract(ext, img, sfid=sfid).items():
-            gen.setdefault(k, []).append(v)
-    gen = {k: torch.cat(v) for k, v in gen.items()}
+    gen = _extracted_samples(G, ext, ref, num, R, seed, psi, batch, device, progress, sfid)
     cls = type(ext)
     layer = {m: cls.get_default_feature_layer_for_metric(m) for m in ("fid", "kid", "prc", "isc")}
     M = {}
@@ -415,19 +422,12 @@ def evaluate_halves(network, extractor: str = "inception-v3-random", weights=Non
         raise ValueError(f"dataset: {dataset!r} has {n} images; the half-split floor needs at least 4")
     perm = torch.from_numpy(np.random.default_rng(floor_seed).permutation(n))
     half_a, half_b = perm[: n // 2], perm[n // 2:]
-    lab = ref.get("labels")
-    probs = np.bincount(lab.numpy(), minlength=G.cfg.num_classes) if (lab is not None and G.cfg.conditional) else None
-    gen = {}
     t0 = time.perf_counter()
-    for _, _, ws in sample_batches(G, len(half_a), seed, psi, probs, batch, device, progress, "samples"):
-        img = to_uint8(render(G, ws, R, R, extent=_dense_extent(R, 1)))
-        for k, v in _fid.extract(ext, img, sfid=False).items():
-            gen.setdefault(k, []).append(v)
-    gen = {k: torch.cat(v) for k, v in gen.items()}
+    gen = _extracted_samples(G, ext, ref, len(half_a), R, seed, psi, batch, device, progress)
     tag = "random" if extractor == "inception-v3-random" else extractor.replace("-", "_")
+    b = {k: ref[k][half_b] for k in set(layer.values())}
     M = {}
     for name, feats in (("", gen), ("_floor", {k: ref[k][half_a] for k in set(layer.values())})):
-        b = {k: ref[k][half_b] for k in set(layer.values())}
         pr = _fid.precision_recall(feats[layer["prc"]], b[layer["prc"]])
         M.update({f"fd_{tag}{name}": _fid.fd_features(feats[layer["fid"]], b[layer["fid"]]),
                   f"precision_{tag}{name}": pr["precision"], f"recall_{tag}{name}": pr["recall"]})

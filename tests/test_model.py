@@ -22,6 +22,17 @@ def test_exact_parameter_counts(preset, total, synthesis, mapping):
     assert polyinr.count_parameters(G.mapping) == mapping
 
 
+def test_main_job_trains_the_letters_preset_at_width_64():
+    from polyinr.core.config import get_train_preset
+    cfg = get_train_preset("letters")
+    with torch.device("meta"):
+        G = polyinr.build_generator(cfg.preset, **cfg.g_overrides)
+        full = polyinr.build_generator("letters")
+    assert (G.cfg.levels, G.cfg.width, G.cfg.w_dim, G.cfg.z_dim) == (10, 64, 128, 32)
+    assert polyinr.count_parameters(G) == 284_061
+    assert polyinr.count_parameters(full) == 843_677          # the letters preset itself (11_baselines' Poly-INR)
+
+
 def test_parameter_count_does_not_depend_on_resolution():
     counts = {r: polyinr.count_parameters(polyinr.build_generator("letters", resolution=r)) for r in (16, 32, 256)}
     assert len(set(counts.values())) == 1

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import polyinr
-from polyinr.core.config import ModelConfig
+from polyinr.core.config import ModelConfig, get_train_preset
 from polyinr.studies import theory
 
 
@@ -23,7 +23,6 @@ def test_exact_parameter_counts(preset, total, synthesis, mapping):
 
 
 def test_main_job_trains_the_letters_preset_at_width_64():
-    from polyinr.core.config import get_train_preset
     cfg = get_train_preset("letters")
     with torch.device("meta"):
         G = polyinr.build_generator(cfg.preset, **cfg.g_overrides)

@@ -280,7 +280,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # 0.58-0.67 (width 128 at 70 kimg: 1.1-3.3, 0.38-0.58, 0.21-0.49); 90 kimg keeps the main job within six
     # minutes on 2 cores (experiments/README.md, "The main job's generator").
     "letters": TrainConfig(preset="letters", g_overrides={"width": 64}, dataset="letters", resolution=16, kimg=90.0,
-                           batch=32, discriminator="conv", d_width=32, d_max_width=128, d_mbstd=4, d_spectral_norm=False,
+                           batch=32, discriminator="conv", d_width=32, d_max_width=128, d_mbstd=4,
+                           d_spectral_norm=False,
                            loss="ns", r1_gamma=0.2, diffaugment="translation", lr_g=1e-3, lr_d=1e-3,
                            head_lr_mult=0.1, precision="auto", tick_kimg=10.0, eval_ticks=2, eval_num=2000),
     # The letters recipe on the Twemoji data in eight Unicode-name groups at 32x32 (notebook 12_emoji) with half the
